@@ -102,6 +102,7 @@ class Attempt:
     usage: TokenUsage | None = None
     cost: Cost | None = None
     reported_model: str | None = None
+    upstream_request_id: str | None = None  # for reconciling with the provider's bill
 
 
 def new_request_id() -> str:

@@ -1,0 +1,43 @@
+"""Closing a request's record, and the headers that tell the client about it."""
+
+from __future__ import annotations
+
+import time
+
+from costwarden.errors import CostwardenError
+from costwarden.records import Status, UsageRecord, utcnow
+
+
+def finish_record(record: UsageRecord, t0: float, status: Status, http_status: int) -> None:
+    """Close the record: totals from attempts, timings, outcome."""
+    record.finish_costs()
+    record.status = status
+    record.http_status = http_status
+    record.latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+    record.upstream_latency_ms = round(sum(a.latency_ms for a in record.attempts), 3)
+    if record.attempts:
+        last = record.attempts[-1]
+        record.provider = last.provider
+        record.upstream_model = last.upstream_model
+        record.reported_model = last.reported_model
+        record.resolved_model = last.model
+    record.finished_at = utcnow()
+
+
+def mark_error(record: UsageRecord, exc: CostwardenError) -> None:
+    record.status = Status.REJECTED if not record.attempts else Status.UNAVAILABLE
+    record.error_type = exc.code
+    record.error_message = exc.message[:500]
+
+
+def id_headers(record: UsageRecord | None) -> tuple[tuple[bytes, bytes], ...]:
+    if record is None:
+        return ()
+    headers = [(b"x-request-id", record.request_id.encode())]
+    if record.cost is not None and record.finished_at is not None:
+        headers.append((b"x-costwarden-cost", str(record.cost).encode()))
+    if record.resolved_model:
+        headers.append((b"x-costwarden-model", record.resolved_model.encode()))
+    if len(record.attempts) > 1:
+        headers.append((b"x-costwarden-attempts", str(len(record.attempts)).encode()))
+    return tuple(headers)

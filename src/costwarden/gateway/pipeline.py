@@ -1,0 +1,227 @@
+"""The proxy request pipeline: auth → validate → resolve → call → price → record → respond.
+
+One ``UsageRecord`` is created once the caller is known and completed as the request moves;
+it is appended to the ledger exactly once, *before* the client sees the end of the answer, so
+an answered request is always on record even if the gateway dies a moment later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from costwarden.config import ModelConfig
+from costwarden.errors import AuthenticationError, CostwardenError, InvalidRequest, UnknownModel
+from costwarden.gateway.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header,
+    parse_json_object,
+    read_body,
+    send_bytes,
+    send_error,
+)
+from costwarden.gateway.services import Services
+from costwarden.gateway.streaming import StreamRelay
+from costwarden.gateway.outcome import finish_record, id_headers, mark_error
+from costwarden.gateway.upstream import CallSpec, UpstreamResult
+from costwarden.gateway.validation import RequestInfo, validate
+from costwarden.providers.base import MESSAGES
+from costwarden.providers.registry import adapter_for
+from costwarden.records import (
+    Principal,
+    Status,
+    Tags,
+    TokenUsage,
+    UsageRecord,
+    new_request_id,
+    utcnow,
+)
+
+log = logging.getLogger("costwarden.gateway")
+
+# Client headers forwarded to an upstream of the matching protocol.
+_FORWARDED = {MESSAGES: (b"anthropic-version", b"anthropic-beta")}
+
+
+class ProxyPipeline:
+    def __init__(self, services: Services) -> None:
+        self._s = services
+        self._limit = services.settings.gateway.max_body_bytes
+        self._reject_unpriced = services.settings.gateway.unknown_model_pricing == "reject"
+        self._relay = StreamRelay(services)
+
+    async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        anthropic = api == MESSAGES
+        record: UsageRecord | None = None
+        try:
+            principal = await self._authenticate(scope)
+            payload = parse_json_object(await read_body(scope, receive, self._limit))
+            info = validate(api, payload)
+            record = _new_record(api, info, principal, scope)
+            model = self._resolve(api, record)
+            spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
+            result = await self._s.caller.call(spec, record, t0)
+            if result.response is not None:
+                await self._relay.relay(spec, result, record, model, t0, receive, send)
+            else:
+                await self._respond_unary(spec, result, record, model, t0, send)
+        except ClientGone:
+            if record is not None:
+                self._finish(record, t0, Status.CLIENT_DISCONNECT, 499)
+        except CostwardenError as exc:
+            if record is not None:
+                mark_error(record, exc)
+                self._finish(record, t0, record.status, exc.http_status)
+            await send_error(send, exc, anthropic=anthropic, extra_headers=id_headers(record))
+        except Exception:
+            # A bug of ours: still keep the one-record promise, and answer instead of hanging.
+            log.exception("unhandled error in %s request", api)
+            if record is not None and record.finished_at is None:
+                record.error_type = "gateway_error"
+                self._finish(record, t0, Status.GATEWAY_ERROR, 500)
+            await send_error(
+                send, CostwardenError("internal gateway error"), anthropic=anthropic
+            )
+
+    async def _authenticate(self, scope: Scope) -> Principal:
+        key = _bearer(header(scope, b"authorization")) or header(scope, b"x-api-key")
+        if not key:
+            raise AuthenticationError(
+                "missing API key: send 'Authorization: Bearer <costwarden key>' or 'x-api-key'"
+            )
+        principal = await self._s.keys.authenticate(key)
+        if principal is None:
+            raise AuthenticationError("invalid or revoked API key")
+        return principal
+
+    def _resolve(self, api: str, record: UsageRecord) -> ModelConfig:
+        name = record.resolved_model or record.requested_model
+        model = self._s.settings.model(name)
+        if model is None:
+            raise UnknownModel(f"model '{name}' is not configured on this gateway", param="model")
+        provider = model.endpoints[0].provider
+        if api not in adapter_for(provider).apis:
+            raise InvalidRequest(
+                f"model '{name}' is served over the {provider} protocol, which does not offer "
+                f"the {api} API",
+                param="model",
+            )
+        if self._reject_unpriced:
+            now = record.created_at
+            if self._s.prices.price_for(model, model.endpoints[0], now) is None:
+                raise UnknownModel(
+                    f"no price is known for model '{name}'; configure its pricing "
+                    "(or set gateway.unknown_model_pricing: record_unknown)",
+                    param="model",
+                )
+        record.resolved_model = model.name
+        return model
+
+    async def _respond_unary(
+        self,
+        spec: CallSpec,
+        result: UpstreamResult,
+        record: UsageRecord,
+        model: ModelConfig,
+        t0: float,
+        send: Send,
+    ) -> None:
+        body = result.body or b""
+        if result.status >= 400:
+            record.error_type = "upstream_error"
+            record.error_message = body[:500].decode("utf-8", "replace")
+            self._finish(record, t0, Status.UPSTREAM_ERROR, result.status)
+            await send_bytes(send, result.status, body, (*id_headers(record), *result.headers))
+            return
+        self._price_unary(spec, result, record, body)
+        self._finish(record, t0, Status.OK, result.status)
+        await send_bytes(send, result.status, body, (*id_headers(record), *result.headers))
+
+    def _price_unary(
+        self, spec: CallSpec, result: UpstreamResult, record: UsageRecord, body: bytes
+    ) -> None:
+        attempt = result.attempt
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None
+        usage: TokenUsage | None = None
+        if isinstance(payload, dict):
+            parsed = adapter_for(result.target.endpoint.provider).parse_usage(spec.api, payload)
+            usage, attempt.reported_model = parsed.usage, parsed.reported_model
+        if usage is None:
+            usage = self._estimate_usage(spec, record, _response_text(payload))
+        attempt.usage = usage
+        price = self._s.prices.price_for(result.target.model, result.target.endpoint, record.created_at)
+        attempt.cost = price.cost(usage) if price is not None else None
+
+    def _estimate_usage(self, spec: CallSpec, record: UsageRecord, text: str) -> TokenUsage:
+        model = record.resolved_model or record.requested_model
+        return TokenUsage(
+            input_tokens=self._s.tokens.estimate_request(spec.api, model, spec.body),
+            output_tokens=self._s.tokens.count(model, text) if text else 0,
+            estimated=True,
+        )
+
+    def _finish(self, record: UsageRecord, t0: float, status: Status, http_status: int) -> None:
+        finish_record(record, t0, status, http_status)
+        self._s.ledger.append(record)
+
+
+def _new_record(
+    api: str, info: RequestInfo, principal: Principal, scope: Scope
+) -> UsageRecord:
+    return UsageRecord(
+        request_id=new_request_id(),
+        created_at=utcnow(),
+        api=api,
+        requested_model=info.model,
+        stream=info.stream,
+        principal=principal,
+        tags=Tags(
+            feature=header(scope, b"x-costwarden-feature"),
+            session=header(scope, b"x-costwarden-session"),
+            env=header(scope, b"x-costwarden-env"),
+            agent=header(scope, b"x-costwarden-agent"),
+        ),
+    )
+
+
+def _bearer(value: str | None) -> str | None:
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
+
+
+def _forwarded_headers(api: str, scope: Scope) -> dict[str, str]:
+    names = _FORWARDED.get(api)
+    if not names:
+        return {}
+    return {
+        k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in names
+    }
+
+
+def _response_text(payload: Any) -> str:
+    """Generated text of a non-streamed answer, to count when upstream reports no usage."""
+    if not isinstance(payload, dict):
+        return ""
+    parts: list[str] = []
+    for choice in payload.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                parts.append(message["content"])
+            elif isinstance(choice.get("text"), str):
+                parts.append(choice["text"])
+    for block in payload.get("content") or ():
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "".join(parts)

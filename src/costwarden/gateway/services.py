@@ -1,0 +1,95 @@
+"""Everything a request handler needs, built once at start-up and passed in."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import aiohttp
+
+from costwarden.config import Settings
+from costwarden.gateway.routing import Router
+from costwarden.gateway.upstream import UpstreamCaller
+from costwarden.keys import KeyStore
+from costwarden.ledger import Ledger
+from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.records import utcnow
+
+log = logging.getLogger("costwarden.gateway")
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    prices: PriceBook
+    tokens: TokenCounter
+    ledger: Ledger
+    keys: KeyStore
+    router: Router
+    caller: UpstreamCaller
+    session: aiohttp.ClientSession
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.ledger.close()
+
+
+def resolve_api_keys(settings: Settings, environ: dict[str, str]) -> dict[str, str | None]:
+    """Upstream keys by endpoint name, read from the environment once (never logged)."""
+    keys: dict[str, str | None] = {}
+    for model in settings.models:
+        for endpoint in model.endpoints:
+            if endpoint.api_key_env is None:
+                keys[endpoint.name] = None
+                continue
+            value = environ.get(endpoint.api_key_env)
+            if not value:
+                log.warning(
+                    "model %s endpoint %s: environment variable %s is not set",
+                    model.name,
+                    endpoint.name,
+                    endpoint.api_key_env,
+                )
+            keys[endpoint.name] = value or None
+    return keys
+
+
+def warn_unpriced_models(settings: Settings, prices: PriceBook) -> list[str]:
+    """Names of configured models with no known price (logged once at start-up)."""
+    now = utcnow()
+    unpriced = [
+        m.name
+        for m in settings.models
+        if any(prices.price_for(m, ep, now) is None for ep in m.endpoints)
+    ]
+    if unpriced:
+        action = settings.gateway.unknown_model_pricing
+        log.warning(
+            "no price known for %s; requests will be %s (gateway.unknown_model_pricing=%s)",
+            ", ".join(unpriced),
+            "rejected" if action == "reject" else "recorded with cost unknown",
+            action,
+        )
+    return unpriced
+
+
+async def build_services(settings: Settings, environ: dict[str, str] | None = None) -> Services:
+    env = dict(os.environ if environ is None else environ)
+    prices = PriceBook(settings)
+    warn_unpriced_models(settings, prices)
+    ledger = await Ledger.open(settings.ledger)
+    keys = KeyStore(ledger.store, ttl_s=settings.gateway.key_cache_ttl_s)
+    router = Router(settings)
+    gw = settings.gateway
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    # auto_decompress stays on (the default) so streamed SSE reaches trackers as plain text.
+    session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    caller = UpstreamCaller(
+        router,
+        session,
+        gw.retry,
+        resolve_api_keys(settings, env),
+        (gw.connect_timeout_s, gw.request_timeout_s),
+    )
+    return Services(settings, prices, TokenCounter(), ledger, keys, router, caller, session)

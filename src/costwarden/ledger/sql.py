@@ -1,0 +1,138 @@
+"""SQL shared by both backends: the migration files and the report query builder.
+
+Only constant SQL fragments (column names and the expressions in ``DIMENSIONS``) are ever
+formatted into a statement; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from costwarden.ledger.store import DIMENSIONS, check_dimensions
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(dialect: str) -> list[Migration]:
+    """The numbered ``migrations/<dialect>/NNNN_name.sql`` files, in version order."""
+    folder = resources.files("costwarden.ledger") / "migrations" / dialect
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(
+                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
+            )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions in {dialect}: {versions}")
+    return found
+
+
+def split_sqlite_script(script: str) -> list[str]:
+    """Statements of a script, split where SQLite itself says a statement is complete.
+
+    ``executescript`` would do this but commits first, which would take the migration out of
+    the transaction that serialises concurrent migrators.
+    """
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not _only_comments(pending):
+        raise ValueError(f"incomplete SQL statement at end of migration: {pending.strip()!r}")
+    return statements
+
+
+def _only_comments(text: str) -> bool:
+    return all(not ln.strip() or ln.strip().startswith("--") for ln in text.splitlines())
+
+
+class Params:
+    """Collects bound values and hands out the dialect's placeholder for each."""
+
+    def __init__(self, placeholder: Callable[[int], str]) -> None:
+        self._placeholder = placeholder
+        self.values: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.values.append(value)
+        return self._placeholder(len(self.values))
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    placeholder: Callable[[int], str]
+    time_value: Callable[[datetime], Any]  # a since/until bound → the column's type
+    dimension_value: Callable[[str, str], Any]  # (dimension, filter text) → column's type
+    cost_sum: str  # aggregate that sums ``cost`` exactly
+
+
+def where_sql(
+    params: Params,
+    dialect: Dialect,
+    since: datetime | None,
+    until: datetime | None,
+    filters: Mapping[str, str] | None,
+) -> str:
+    check_dimensions(filters or {})
+    clauses = []
+    if since is not None:
+        clauses.append(f"created_at >= {params.bind(dialect.time_value(since))}")
+    if until is not None:
+        clauses.append(f"created_at < {params.bind(dialect.time_value(until))}")
+    for name, text in (filters or {}).items():
+        value = dialect.dimension_value(name, text)
+        clauses.append(f"{DIMENSIONS[name]} = {params.bind(value)}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def count_sql(
+    dialect: Dialect,
+    since: datetime | None,
+    until: datetime | None,
+    filters: Mapping[str, str] | None,
+) -> tuple[str, list[Any]]:
+    params = Params(dialect.placeholder)
+    where = where_sql(params, dialect, since, until, filters)
+    return f"SELECT COUNT(*) FROM usage_records{where}", params.values  # noqa: S608
+
+
+def spend_sql(
+    dialect: Dialect,
+    group_by: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+    filters: Mapping[str, str] | None,
+) -> tuple[str, list[Any]]:
+    """One row per group: group values…, requests, input, output, cached, cost, unknown."""
+    check_dimensions(group_by)
+    if len(set(group_by)) != len(group_by):
+        raise ValueError(f"group_by repeats a dimension: {list(group_by)}")
+    params = Params(dialect.placeholder)
+    where = where_sql(params, dialect, since, until, filters)
+    exprs = [DIMENSIONS[g] for g in group_by]
+    columns = [*exprs, "COUNT(*)"]
+    columns += [f"COALESCE(SUM({c}), 0)" for c in ("input_tokens", "output_tokens")]
+    columns += ["COALESCE(SUM(cache_read_tokens), 0)", dialect.cost_sum]
+    columns.append("COUNT(*) - COUNT(cost)")
+    group = (" GROUP BY " + ", ".join(exprs)) if exprs else ""
+    sql = f"SELECT {', '.join(columns)} FROM usage_records{where}{group}"  # noqa: S608
+    return sql, params.values

@@ -1,0 +1,141 @@
+"""The storage interface every ledger backend implements, and the plain types it speaks.
+
+Two backends implement ``Store``: SQLite (embedded default, ``ledger/sqlite.py``) and
+PostgreSQL (replicas, ``ledger/postgres.py``). One test suite runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from costwarden.ledger.rows import LedgerRow
+from costwarden.records import UsageRecord
+
+# Report dimensions → the SQL expression each groups/filters on (same in both backends).
+DIMENSIONS: Mapping[str, str] = {
+    "user": "user_id",
+    "team": "team",
+    "model": "COALESCE(resolved_model, requested_model)",
+    "feature": "feature",
+    "env": "env",
+    "key": "key_id",
+    "day": "day",
+    "provider": "provider",
+    "status": "status",
+}
+
+
+class UnknownDimension(ValueError):
+    """A report asked to group or filter by something the ledger does not know."""
+
+
+def check_dimensions(names: Sequence[str] | Mapping[str, str]) -> None:
+    unknown = sorted(set(names) - DIMENSIONS.keys())
+    if unknown:
+        known = ", ".join(DIMENSIONS)
+        raise UnknownDimension(f"unknown report dimension(s) {unknown}; known: {known}")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far one spool segment has been copied into the store (a byte offset in it)."""
+
+    segment: str
+    byte_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One group of a spend report. ``cost`` sums only requests whose cost is known."""
+
+    group: dict[str, str | None]  # dimension → value, in the order asked for
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int  # cache reads (already part of input_tokens)
+    cost: Decimal
+    unknown_cost_requests: int  # requests whose model had no price: not in ``cost``
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    """A virtual key as listed: never the secret, never its hash."""
+
+    key_id: str
+    prefix: str  # first characters of the plaintext, enough to recognise it, not to use it
+    user: str | None
+    team: str | None
+    name: str | None
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Store(Protocol):
+    """A ledger backend. All methods are safe to call from the event loop."""
+
+    async def migrate(self) -> None:
+        """Apply the pending numbered migrations (concurrent callers are serialised)."""
+
+    async def close(self) -> None: ...
+
+    # -- usage records -------------------------------------------------------------------
+    async def insert_rows(
+        self, rows: Sequence[LedgerRow], checkpoint: Checkpoint | None = None
+    ) -> None:
+        """Insert rows, skipping request_ids already present, and in the same transaction
+        record ``checkpoint`` (so a replay after a crash is both complete and idempotent)."""
+
+    async def get_record(self, request_id: str) -> UsageRecord | None: ...
+
+    async def count_records(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> int: ...
+
+    async def all_request_ids(self) -> set[str]:
+        """Every stored request_id (for tests and consistency checks on small ledgers)."""
+
+    async def spend(
+        self,
+        group_by: Sequence[str],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[SpendRow]:
+        """Spend grouped by ``group_by`` ⊆ DIMENSIONS, created_at in [since, until)."""
+
+    # -- spool checkpoints ---------------------------------------------------------------
+    async def get_checkpoint(self, segment: str) -> int | None: ...
+
+    async def delete_checkpoint(self, segment: str) -> None: ...
+
+    # -- virtual keys --------------------------------------------------------------------
+    async def create_key(self, key: VirtualKey, key_hash: str) -> None: ...
+
+    async def list_keys(self, include_revoked: bool = False) -> list[VirtualKey]: ...
+
+    async def revoke_key(self, key_id: str, revoked_at: datetime) -> bool:
+        """Mark a key revoked; False if no active key has that id."""
+
+    async def find_key_by_hash(self, key_hash: str) -> VirtualKey | None:
+        """The key (revoked or not) whose secret hashes to ``key_hash``."""
+
+
+def sort_spend_rows(rows: list[SpendRow], group_by: Sequence[str]) -> list[SpendRow]:
+    """Order by group values, None first, identically for every backend."""
+
+    def key(row: SpendRow) -> tuple[tuple[bool, str], ...]:
+        return tuple((row.group[g] is not None, row.group[g] or "") for g in group_by)
+
+    return sorted(rows, key=key)

@@ -1,0 +1,205 @@
+"""The counter-backend interface and the plain data that crosses it.
+
+An admission is one ``AdmissionPlan``: every capped counter, rate bucket and breaker check a
+request touches. A backend evaluates the whole plan in ONE atomic step (a section without
+``await`` in process, one Lua script in Redis): if every check passes it applies every change
+and records a lease; otherwise it applies nothing (except breaker trips, which are the point of
+a refusal) and says what refused.
+
+Money inside backends is integer micro-cents (1 unit = 1e-8 USD). Reservations and spend are
+rounded UP and caps DOWN, so rounding can only make the cap check stricter, never let spend
+pass a cap. Integers stay exact in Lua doubles below 2**53 units (~$90M per counter).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Literal, Protocol
+
+UNITS_PER_USD = 10**8
+MAX_UNITS = 2**53
+# Finished leases are remembered this long so a repeated settle is a no-op and a settle that
+# arrives after its lease expired still records the spend.
+FINISHED_LEASE_RETENTION_S = 86_400.0
+# At most this many expired leases are swept per admission, bounding the script's run time.
+SWEEP_BATCH = 100
+VELOCITY_BUCKET_S = 60.0
+
+
+def usd_to_units_up(amount: Decimal) -> int:
+    """Reservation / spend amount in units, rounded up (conservative for the cap check)."""
+    return _to_units(amount, ROUND_CEILING)
+
+
+def usd_to_units_down(amount: Decimal) -> int:
+    """Cap in units, rounded down (conservative for the cap check)."""
+    return _to_units(amount, ROUND_FLOOR)
+
+
+def _to_units(amount: Decimal, rounding: str) -> int:
+    if amount < 0:
+        raise ValueError(f"amount must not be negative: {amount}")
+    units = int((amount * UNITS_PER_USD).to_integral_value(rounding=rounding))
+    if units >= MAX_UNITS:
+        raise ValueError(f"amount {amount} USD is above what counters hold exactly")
+    return units
+
+
+def units_to_usd(units: int) -> Decimal:
+    return Decimal(units).scaleb(-8)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeKey:
+    """A capped spend counter: a budget for one scope and period, or a session's spend."""
+
+    key: str  # without the backend's prefix, e.g. "budget:team=ml:month:2026-11"
+    cap: Decimal
+    expires_at: float | None = None  # epoch s after which the counter may be forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class RateBucket:
+    """One GCRA bucket: ``limit`` units per ``window_s``, a full window of burst allowed."""
+
+    key: str
+    kind: Literal["requests", "tokens"]
+    limit: int
+    cost: int  # units this request takes (1, or the estimated tokens)
+    window_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCheck:
+    key: str
+    max_steps: int | None
+    fingerprint: str | None
+    loop_repeat_k: int | None
+    loop_window_s: float
+    trip_seconds: float
+    idle_ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityCheck:
+    key: str
+    usd_per_minute: Decimal
+    cooldown_s: float
+    probe_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPlan:
+    lease_id: str
+    now: float  # epoch seconds, from the engine's clock (injected in tests)
+    expires_at: float  # lease expiry
+    amount: Decimal  # worst-case cost reserved on every scope
+    scopes: tuple[ScopeKey, ...] = ()
+    rates: tuple[RateBucket, ...] = ()
+    session: SessionCheck | None = None
+    velocity: VelocityCheck | None = None
+
+
+class Refusal(enum.StrEnum):
+    BUDGET = "budget"  # a ScopeKey would go over its cap
+    RATE = "rate"  # a rate bucket is empty
+    SESSION_OPEN = "session_open"  # session was tripped earlier and is still refused
+    LOOP = "loop"  # this request trips loop detection
+    MAX_STEPS = "max_steps"  # this request trips the session's step limit
+    VELOCITY_OPEN = "velocity_open"  # key's spend-velocity breaker is open
+    PROBE_BUSY = "probe_busy"  # half-open, and the probe requests are already in flight
+
+
+class BreakerTransition(enum.StrEnum):
+    OPENED = "open"
+    HALF_OPEN = "half_open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeUsage:
+    key: str
+    cap: Decimal
+    spent: Decimal
+    reserved: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(Decimal(0), self.cap - self.spent - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    key: str
+    kind: Literal["requests", "tokens"]
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the bucket is full again
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionOutcome:
+    admitted: bool
+    refusal: Refusal | None = None
+    refused_key: str | None = None
+    usage: ScopeUsage | None = None  # the refused scope's counters (Refusal.BUDGET)
+    retry_after_s: float | None = None  # None: waiting will not help (request over the limit)
+    first_refusal: bool = False  # first BUDGET refusal of this counter: report it once
+    trip_reason: str | None = None  # SESSION_OPEN: why the session was tripped
+    probe: bool = False  # admitted as a half-open probe of the velocity breaker
+    transition: BreakerTransition | None = None  # velocity breaker state change, if any
+    rates: tuple[RateState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSettlement:
+    key: str
+    cap: Decimal
+    spent_before: Decimal
+    spent_after: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOutcome:
+    applied: bool  # False: unknown lease, or already settled / released
+    scopes: tuple[ScopeSettlement, ...] = ()
+
+
+class StateBackend(Protocol):
+    """Atomic counters shared by every replica that uses the same backend."""
+
+    async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
+        """Check every part of ``plan``; all pass → reserve all and record the lease."""
+
+    async def reserve(
+        self,
+        scopes: tuple[ScopeKey, ...],
+        amount: Decimal,
+        lease_id: str,
+        expires_at: float,
+        now: float,
+    ) -> AdmissionOutcome:
+        """Budget-only admission: reserve ``amount`` on every scope, or on none."""
+
+    async def settle(
+        self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
+    ) -> SettleOutcome:
+        """Replace the reservation by ``actual`` spend (None: the reserved amount); idempotent.
+
+        ``actual_tokens`` corrects the token buckets charged with the estimate."""
+
+    async def release(self, lease_id: str, now: float) -> bool:
+        """Return the reservation and the estimated tokens (request never reached upstream)."""
+
+    async def renew(self, lease_id: str, expires_at: float) -> bool:
+        """Push a live lease's expiry out (a long stream); False if it is no longer live."""
+
+    async def sweep_expired(self, now: float) -> int:
+        """Return reservations of leases past expiry; how many leases were swept."""
+
+    async def usage(self, key: str) -> tuple[Decimal, Decimal]:
+        """(spent, reserved) of a spend counter, zeros when it does not exist."""
+
+    async def aclose(self) -> None: ...
