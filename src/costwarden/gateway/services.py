@@ -14,7 +14,6 @@ from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
 from costwarden.pricing import PriceBook, TokenCounter
-from costwarden.records import utcnow
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -57,12 +56,7 @@ def resolve_api_keys(settings: Settings, environ: dict[str, str]) -> dict[str, s
 
 def warn_unpriced_models(settings: Settings, prices: PriceBook) -> list[str]:
     """Names of configured models with no known price (logged once at start-up)."""
-    now = utcnow()
-    unpriced = [
-        m.name
-        for m in settings.models
-        if any(prices.price_for(m, ep, now) is None for ep in m.endpoints)
-    ]
+    unpriced = sorted({model for model, _ in prices.unpriced()})
     if unpriced:
         action = settings.gateway.unknown_model_pricing
         log.warning(
@@ -92,4 +86,6 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         resolve_api_keys(settings, env),
         (gw.connect_timeout_s, gw.request_timeout_s),
     )
-    return Services(settings, prices, TokenCounter(), ledger, keys, router, caller, session)
+    tokens = TokenCounter()
+    tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
+    return Services(settings, prices, tokens, ledger, keys, router, caller, session)

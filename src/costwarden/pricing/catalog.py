@@ -3,7 +3,8 @@
 A model is priced in one of three modes (``PricingConfig.mode``):
 
 - ``catalog``: genai-prices, looked up by ``catalog_model`` or the endpoint's upstream model or
-  the public name, at ``catalog_provider`` or the endpoint's provider;
+  the public name, at ``catalog_provider`` or the provider genai-prices knows at the endpoint's
+  ``api_base`` or the endpoint's wire protocol (openai / anthropic);
 - ``custom``: dated ``CustomPrice`` entries from the config, the latest one in force;
 - ``self_hosted``: amortised GPU cost (see selfhosted.py).
 
@@ -20,7 +21,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from costwarden.config import CustomPrice, EndpointConfig, ModelConfig, PricingConfig, Settings
-from costwarden.pricing.genai import ALWAYS_FROM, ALWAYS_UNTIL, Window, catalog_price
+from costwarden.pricing.genai import (
+    ALWAYS_FROM,
+    ALWAYS_UNTIL,
+    Window,
+    catalog_price,
+    provider_id_for_url,
+)
 from costwarden.pricing.resolved import ResolvedPrice, TokenRates, per_token
 from costwarden.pricing.selfhosted import self_hosted_price
 
@@ -44,7 +51,11 @@ class PriceBook:
     def price_for(
         self, model: ModelConfig, endpoint: EndpointConfig, at: datetime
     ) -> ResolvedPrice | None:
-        """The price in force at ``at`` (naive = UTC); None when no price is known."""
+        """The price in force at ``at`` (naive = UTC); None when no price is known.
+
+        ``model`` and ``endpoint`` are those of this PriceBook's settings: the cache is keyed
+        by their names.
+        """
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         key = (model.name, endpoint.name)
@@ -110,7 +121,13 @@ def catalog_model_ref(model: ModelConfig, endpoint: EndpointConfig) -> str:
 
 
 def catalog_provider_id(pricing: PricingConfig, endpoint: EndpointConfig) -> str:
-    return pricing.catalog_provider or endpoint.provider
+    """Explicit ``catalog_provider``, else the provider serving ``api_base``, else the protocol.
+
+    An OpenAI-compatible endpoint at Azure, Groq or OpenRouter is billed at that provider's
+    prices, not OpenAI's; an address genai-prices does not know (a local fake, a private
+    proxy) falls back to the wire protocol's provider.
+    """
+    return pricing.catalog_provider or provider_id_for_url(endpoint.api_base) or endpoint.provider
 
 
 def custom_price(entries: tuple[CustomPrice, ...], at: datetime) -> _Resolution:

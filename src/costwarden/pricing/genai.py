@@ -69,10 +69,19 @@ def catalog_price(
     effective = _effective_label(model, model_price)
     if effective:
         version = f"{version} @ {effective}"
-    return _resolved(model_price, version), price_window(model, at)
+    return price_from_model_price(model_price, version), price_window(model, at)
 
 
-def _resolved(model_price: ModelPrice, version: str) -> ResolvedPrice:
+def provider_id_for_url(api_base: str) -> str | None:
+    """The catalog provider whose API lives at ``api_base`` (Azure, Groq, OpenRouter, …), if any."""
+    try:
+        return get_snapshot().find_provider(None, None, api_base).id
+    except LookupError:
+        return None
+
+
+def price_from_model_price(model_price: ModelPrice, version: str) -> ResolvedPrice:
+    """A genai-prices ModelPrice as a ResolvedPrice: linear rates, or kept whole if tiered."""
     values = {key: getattr(model_price, key) for key in (*_BILLED_KEYS, _REQUEST_KEY)}
     tiered = any(isinstance(value, TieredPrices) for value in values.values())
     rates = TokenRates(

@@ -68,11 +68,17 @@ class ResolvedPrice:
     factor: Decimal = Decimal(1)
 
     def cost(self, usage: TokenUsage) -> Cost:
-        """Exact cost of ``usage``; ValueError if cache tokens exceed the input tokens."""
+        """Exact cost of ``usage``. Never raises: a request must be recorded whatever came back.
+
+        ``input_tokens`` includes cached tokens; an upstream that reports more cached than
+        prompt tokens (genai-prices refuses such usage) is taken to have had a prompt at
+        least that large, so the cached tokens are billed at their rates and nothing is lost.
+        """
+        input_tokens = max(usage.input_tokens, usage.cache_read_tokens + usage.cache_write_tokens)
         if self.tiered is not None:
-            return self._tiered_cost(usage)
+            return self._tiered_cost(self.tiered, usage, input_tokens)
         rates = self.rates
-        plain_input = usage.input_tokens
+        plain_input = input_tokens
         input_cost = rates.per_request
         if rates.cache_read is not None:
             plain_input -= usage.cache_read_tokens
@@ -80,8 +86,6 @@ class ResolvedPrice:
         if rates.cache_write is not None:
             plain_input -= usage.cache_write_tokens
             input_cost += rates.cache_write * usage.cache_write_tokens
-        if plain_input < 0:
-            raise ValueError(_cache_exceeds_input(usage))
         input_cost += rates.input * plain_input
         output_cost = rates.output * usage.output_tokens
         return Cost(
@@ -125,11 +129,10 @@ class ResolvedPrice:
             body = _describe_rates(self.rates)
         return f"{body} [{self.source}: {self.version}]"
 
-    def _tiered_cost(self, usage: TokenUsage) -> Cost:
-        assert self.tiered is not None
-        calc = self.tiered.calc_price(
+    def _tiered_cost(self, tiered: ModelPrice, usage: TokenUsage, input_tokens: int) -> Cost:
+        calc = tiered.calc_price(
             Usage(
-                input_tokens=usage.input_tokens,
+                input_tokens=input_tokens,
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
                 output_tokens=usage.output_tokens,
@@ -167,11 +170,3 @@ def _describe_rates(rates: TokenRates) -> str:
 def _per_mtok(rate: Decimal) -> str:
     # Display only: self-hosted rates are repeating decimals; eight places is plenty to read.
     return f"{(rate * _PER_MILLION).quantize(_DISPLAY_QUANTUM).normalize():f}"
-
-
-def _cache_exceeds_input(usage: TokenUsage) -> str:
-    return (
-        f"invalid usage: cache reads ({usage.cache_read_tokens}) + cache writes "
-        f"({usage.cache_write_tokens}) exceed input_tokens ({usage.input_tokens}); "
-        "input_tokens must include cached tokens"
-    )
