@@ -19,10 +19,6 @@ info() {
     printf '%s\n' "$*"
 }
 
-warn() {
-    printf 'warning: %s\n' "$*" >&2
-}
-
 die() {
     printf 'error: %s\n' "$*" >&2
     exit 1
@@ -37,11 +33,18 @@ can_apt_install() {
     is_root && command -v apt-get >/dev/null 2>&1
 }
 
+# apt/dpkg progress goes to a log, shown only when the install fails.
 apt_install() {
-    info "Installing Debian packages: $*"
+    local log
+    log="$(mktemp -t costwarden-apt.XXXXXX)"
+    info "Installing Debian packages: $* (log: $log)"
     # 'update' first: on a fresh machine the package lists are empty or stale.
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; } \
+        >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "apt-get install $* failed (full log: $log)"
+    fi
 }
 
 # Defaults for the test-server variables, exported so pytest and its fixtures see them.

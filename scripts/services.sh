@@ -68,7 +68,7 @@ trust_local_postgres_user() {
 }
 
 install_postgres() {
-    can_apt_install || die "PostgreSQL is not installed and this is not root on Debian;" \
+    can_apt_install || die "PostgreSQL is not installed, and installing it here needs root and apt-get;" \
         "install it (apt-get install postgresql) or set COSTWARDEN_TEST_PG_DSN to a server"
     apt_install postgresql
     local version
@@ -78,15 +78,22 @@ install_postgres() {
     # The package may have started the cluster already; a reload picks up the new rules.
     if pg_ctlcluster --skip-systemctl-redirect "$version" main status >/dev/null 2>&1; then
         pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    else
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start
     fi
 }
 
+# start_postgres SHOWN_DSN: install (as root on Debian) or start the local cluster.
 start_postgres() {
-    postgres_is_installed || install_postgres
+    if ! postgres_is_installed; then
+        install_postgres
+        return
+    fi
     local version
     version="$(newest_postgres_version)"
     if pg_ctlcluster --skip-systemctl-redirect "$version" main status >/dev/null 2>&1; then
-        return # running (perhaps just installed and started by the package)
+        die "PostgreSQL $version/main is running but does not answer at $1" \
+            "(check its port and listen_addresses): $PROBE_MESSAGE"
     fi
     info "Starting PostgreSQL $version (cluster main)"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
@@ -101,8 +108,8 @@ ensure_postgres() {
     local status=0
     probe postgres "$dsn" --create-database || status=$?
     if ((status == PROBE_UNREACHABLE)) && [[ "$dsn" == "$DEFAULT_TEST_PG_DSN" ]]; then
-        info "PostgreSQL does not answer at $shown; starting it"
-        start_postgres
+        info "PostgreSQL does not answer at $shown"
+        start_postgres "$shown"
         status=0
         wait_until_ready postgres "$dsn" --create-database || status=$?
     fi
@@ -113,7 +120,7 @@ ensure_postgres() {
 
 start_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
-        can_apt_install || die "Redis is not installed and this is not root on Debian;" \
+        can_apt_install || die "Redis is not installed, and installing it here needs root and apt-get;" \
             "install it (apt-get install redis-server) or set COSTWARDEN_TEST_REDIS_URL to a server"
         apt_install redis-server
         # The package may have started its own service already.
@@ -131,7 +138,7 @@ ensure_redis() {
     local status=0
     probe redis "$url" || status=$?
     if ((status == PROBE_UNREACHABLE)) && [[ "$url" == "$DEFAULT_TEST_REDIS_URL" ]]; then
-        info "Redis does not answer at $shown; starting it"
+        info "Redis does not answer at $shown"
         start_redis
         status=0
         wait_until_ready redis "$url" || status=$?

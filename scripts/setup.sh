@@ -51,9 +51,25 @@ create_venv() {
     die "'$python -m venv' failed; on Debian/Ubuntu install python3-venv (apt-get install python3-venv)"
 }
 
-# A venv whose interpreter no longer runs (its base Python was removed or upgraded) is rebuilt.
-venv_is_usable() {
-    [[ -x "$VENV_PYTHON" ]] && python_is_supported "$VENV_PYTHON"
+# Why the existing .venv cannot be reused, or nothing when it can. Rebuilt: a venv whose
+# interpreter no longer runs (its base Python was removed or upgraded), and one moved or
+# copied from another checkout (venvs are not relocatable: its launchers start the old path).
+venv_problem() {
+    if [[ ! -x "$VENV_PYTHON" ]]; then
+        echo "it has no runnable bin/python"
+    elif ! python_is_supported "$VENV_PYTHON"; then
+        echo "its Python does not run or is older than 3.$MIN_PYTHON_MINOR"
+    elif ! grep -qF "$VENV_DIR/bin/python" "$VENV_DIR/bin/pip" 2>/dev/null; then
+        echo "it was made for another path (moved or copied)"
+    fi
+}
+
+# Only a directory that is a virtualenv is ever deleted: never a user's folder of that name.
+remove_broken_venv() {
+    [[ -f "$VENV_DIR/pyvenv.cfg" ]] ||
+        die "$VENV_DIR exists but is not a virtualenv (no pyvenv.cfg); move it away and re-run"
+    info "Rebuilding $VENV_DIR: $1"
+    rm -rf "$VENV_DIR"
 }
 
 # What the installed environment depends on: the project metadata and the exact interpreter.
@@ -79,8 +95,12 @@ main() {
         *) die "usage: scripts/setup.sh [--force]" ;;
     esac
 
-    if ! venv_is_usable; then
-        rm -rf "$VENV_DIR"
+    if [[ -e "$VENV_DIR" ]]; then
+        local problem
+        problem="$(venv_problem)"
+        [[ -z "$problem" ]] || remove_broken_venv "$problem"
+    fi
+    if [[ ! -e "$VENV_DIR" ]]; then
         create_venv "$(find_python)"
         force=true
     fi

@@ -9,6 +9,7 @@ failed or not, is appended to the request's record so the ledger shows what happ
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Mapping
@@ -91,9 +92,9 @@ class UpstreamCaller:
         last: _RetryableFailure | None = None
         last_result: UpstreamResult | None = None
         tries = 0
-        for target in self._router.plan(record.resolved_model or record.requested_model):
-            if tries >= self._retry.max_attempts:
-                break
+        plan = list(self._router.plan(record.resolved_model or record.requested_model))
+        # Fewer targets than attempts: go round again (a lone endpoint still gets its retries).
+        for target in itertools.islice(itertools.cycle(plan), self._retry.max_attempts):
             if last is not None:
                 await asyncio.sleep(self._backoff(tries, last.retry_after))
             tries += 1

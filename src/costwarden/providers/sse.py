@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 _COLON = 58  # ord(":")
+_LF = 10  # ord("\n")
 
 
 class SSEEvent(NamedTuple):
@@ -21,25 +22,30 @@ class SSEEvent(NamedTuple):
 
 
 class SSEParser:
-    __slots__ = ("_data", "_event", "_tail")
+    __slots__ = ("_data", "_event", "_skip_lf", "_tail")
 
     def __init__(self) -> None:
         self._tail = b""
         self._data: list[bytes] = []
         self._event = ""
+        self._skip_lf = False  # the last chunk ended in CR: a leading LF completes that CRLF
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[0] == _LF:
+                chunk = chunk[1:]
         buffer = self._tail + chunk if self._tail else chunk
-        held_cr = buffer.endswith(b"\r")  # may be the first half of a CRLF split across chunks
-        if held_cr:
-            buffer = buffer[:-1]
         if b"\r" in buffer:
+            self._skip_lf = buffer.endswith(b"\r")
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buffer.split(b"\n")
-        self._tail = lines.pop() + (b"\r" if held_cr else b"")
+        self._tail = lines.pop()
         events: list[SSEEvent] = []
         for line in lines:
-            if line:
+            if line[:6] == b"data: ":  # the common line, handled inline
+                self._data.append(line[6:])
+            elif line:
                 self._take_line(line)
             elif self._data:
                 events.append(SSEEvent(self._event, b"\n".join(self._data)))
