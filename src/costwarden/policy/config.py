@@ -184,6 +184,7 @@ class StateConfig(_Model):
 
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = Field(default=64, gt=0)  # per replica; bursts wait for one
     # Every key is "{<prefix>}:...": one hash tag, so multi-key scripts run on Redis Cluster.
     key_prefix: str = Field(default="cw", min_length=1)
     # A reservation not settled or released within this is returned (dead replica); the

@@ -26,6 +26,8 @@ FINISHED_LEASE_RETENTION_S = 86_400.0
 # At most this many expired leases are swept per admission, bounding the script's run time.
 SWEEP_BATCH = 100
 VELOCITY_BUCKET_S = 60.0
+# Rate buckets admit up to this early, only to absorb float error in the GCRA arithmetic.
+GCRA_SLACK_S = 0.001
 
 
 def usd_to_units_up(amount: Decimal) -> int:
@@ -88,6 +90,11 @@ class VelocityCheck:
     usd_per_minute: Decimal
     cooldown_s: float
     probe_requests: int
+
+
+def velocity_ttl_s(check: VelocityCheck) -> float:
+    """How long an idle key's velocity state is kept: past any cooldown and both buckets."""
+    return check.cooldown_s + 3 * VELOCITY_BUCKET_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +200,7 @@ class StateBackend(Protocol):
     async def release(self, lease_id: str, now: float) -> bool:
         """Return the reservation and the estimated tokens (request never reached upstream)."""
 
-    async def renew(self, lease_id: str, expires_at: float) -> bool:
+    async def renew(self, lease_id: str, expires_at: float, now: float) -> bool:
         """Push a live lease's expiry out (a long stream); False if it is no longer live."""
 
     async def sweep_expired(self, now: float) -> int:
@@ -203,3 +210,6 @@ class StateBackend(Protocol):
         """(spent, reserved) of a spend counter, zeros when it does not exist."""
 
     async def aclose(self) -> None: ...
+
+
+ReserveResult = AdmissionOutcome  # what ``reserve`` returns: admitted, or which scope refused

@@ -1,0 +1,184 @@
+"""Budget rules → the capped counters a request reserves on, and the errors and events they give.
+
+A counter is named by what it counts and when: ``budget:team=ml,model=gpt-4o:month:2026-11``.
+A new period is a new key, so nothing has to reset budgets; old keys expire a while after their
+period ends (kept ``COUNTER_RETENTION`` for reports). Rules that name the same counter (same
+scope and period) share it, and the smallest limit wins.
+
+Refusals use HTTP 429 (the hierarchy's status for policy rejections) with ``x-should-retry:
+false`` when the budget is spent until its reset, so the OpenAI / Anthropic SDKs do not retry a
+refusal that cannot succeed; when only in-flight reservations block the request, the SDKs may
+retry after ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TypeVar
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from costwarden.errors import BudgetExceeded
+from costwarden.policy.config import EACH, BudgetRule, Period
+from costwarden.policy.events import BudgetEvent
+from costwarden.state.base import ScopeKey, ScopeSettlement, ScopeUsage
+
+_Dim = TypeVar("_Dim", bound=str)
+COUNTER_RETENTION = timedelta(days=35)
+TRANSIENT_RETRY_S = 1  # only in-flight reservations block: they settle within a request's time
+
+
+def scope_label(scope: Mapping[_Dim, str], dimensions: dict[str, str | None]) -> str | None:
+    """The counter name part for a request (``team=ml,user=bob``), or None if the rule does not
+    apply to it. Values are percent-encoded so that no value can forge another scope's name."""
+    parts = []
+    for dimension in sorted(scope):
+        wanted, actual = scope[dimension], dimensions.get(dimension)
+        if actual is None or wanted not in (EACH, actual):
+            return None
+        parts.append(f"{dimension}={quote(actual, safe='')}")
+    return ",".join(parts) or "global"
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodWindow:
+    label: str  # "2026-11-24", "2026-W48", "2026-11", "lifetime"
+    resets_at: datetime | None  # start of the next period (aware, in the policy timezone)
+
+
+def current_period(period: Period, now: float, tz: ZoneInfo) -> PeriodWindow:
+    local = datetime.fromtimestamp(now, tz)
+    if period == "lifetime":
+        return PeriodWindow("lifetime", None)
+    if period == "day":
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return PeriodWindow(start.strftime("%Y-%m-%d"), _next_local(start, days=1, tz=tz))
+    if period == "week":
+        monday = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        year, week, _ = monday.isocalendar()
+        return PeriodWindow(f"{year}-W{week:02d}", _next_local(monday, days=7, tz=tz))
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first.replace(tzinfo=None) + timedelta(days=32)).replace(day=1)
+    return PeriodWindow(first.strftime("%Y-%m"), following.replace(tzinfo=tz))
+
+
+def _next_local(start: datetime, *, days: int, tz: ZoneInfo) -> datetime:
+    # Wall-clock arithmetic: a day is midnight to midnight even across a DST change.
+    naive = start.replace(tzinfo=None) + timedelta(days=days)
+    return naive.replace(tzinfo=tz)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetScope:
+    """One budget that applies to one request."""
+
+    label: str  # the rule's label, for messages and events
+    counter: ScopeKey
+    thresholds: tuple[int, ...]
+    resets_at: datetime | None
+
+
+def budget_scopes(
+    rules: tuple[BudgetRule, ...], dimensions: dict[str, str | None], now: float, tz: ZoneInfo
+) -> list[BudgetScope]:
+    by_key: dict[str, BudgetScope] = {}
+    for rule in rules:
+        label = scope_label(rule.scope, dimensions)
+        if label is None:
+            continue
+        window = current_period(rule.period, now, tz)
+        key = f"budget:{label}:{rule.period}:{window.label}"
+        expires = None
+        if window.resets_at is not None:
+            expires = (window.resets_at + COUNTER_RETENTION).timestamp()
+        scope = BudgetScope(
+            rule.label(),
+            ScopeKey(key, rule.limit_usd, expires),
+            rule.soft_thresholds,
+            window.resets_at,
+        )
+        known = by_key.get(key)
+        if known is None or scope.counter.cap < known.counter.cap:
+            by_key[key] = scope
+    return list(by_key.values())
+
+
+def budget_exceeded(
+    scope: BudgetScope, usage: ScopeUsage, amount: Decimal, now: float
+) -> BudgetExceeded:
+    transient = usage.reserved > 0 and usage.spent + amount <= usage.cap
+    resets = scope.resets_at.isoformat() if scope.resets_at else None
+    if transient:
+        why = "in-flight requests hold the rest; retry shortly"
+    elif resets:
+        why = f"resets at {resets}"
+    else:
+        why = "lifetime budget, it does not reset"
+    message = (
+        f"budget {scope.label!r} exceeded: spent {usd(usage.spent)} + reserved "
+        f"{usd(usage.reserved)} of {usd(usage.cap)} limit, {usd(usage.remaining)} remaining; "
+        f"this request may cost up to {usd(amount)}; {why}"
+    )
+    headers = {"x-should-retry": "true" if transient else "false"}
+    if transient:
+        headers["retry-after"] = str(TRANSIENT_RETRY_S)
+    elif scope.resets_at is not None:
+        headers["retry-after"] = str(max(1, math.ceil(scope.resets_at.timestamp() - now)))
+    details = {
+        "budget": scope.label,
+        "scope_key": scope.counter.key,
+        "limit_usd": str(usage.cap),
+        "spent_usd": str(usage.spent),
+        "reserved_usd": str(usage.reserved),
+        "remaining_usd": str(usage.remaining),
+        "request_max_cost_usd": str(amount),
+        "resets_at": resets,
+    }
+    return BudgetExceeded(message, headers=headers, details=details)
+
+
+def threshold_events(scope: BudgetScope, settled: ScopeSettlement, at: float) -> list[BudgetEvent]:
+    """Soft thresholds this settlement crossed (spent went from below to at-or-above)."""
+    events = []
+    for pct in scope.thresholds:
+        mark = settled.cap * pct / 100
+        if settled.spent_before < mark <= settled.spent_after:
+            events.append(
+                BudgetEvent(
+                    kind="threshold",
+                    budget=scope.label,
+                    scope_key=scope.counter.key,
+                    limit_usd=settled.cap,
+                    spent_usd=settled.spent_after,
+                    threshold_pct=pct,
+                    resets_at=scope.resets_at.isoformat() if scope.resets_at else None,
+                    at=at,
+                )
+            )
+    return events
+
+
+def exhausted_event(scope: BudgetScope, usage: ScopeUsage, at: float) -> BudgetEvent:
+    return BudgetEvent(
+        kind="exhausted",
+        budget=scope.label,
+        scope_key=scope.counter.key,
+        limit_usd=usage.cap,
+        spent_usd=usage.spent,
+        threshold_pct=None,
+        resets_at=scope.resets_at.isoformat() if scope.resets_at else None,
+        at=at,
+    )
+
+
+def usd(amount: Decimal) -> str:
+    """Money for messages: dollars with up to 6 decimals, trailing zeros trimmed to cents."""
+    text = f"{amount.quantize(Decimal('0.000001')):f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"

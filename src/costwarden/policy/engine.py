@@ -1,0 +1,223 @@
+"""The spend-control engine the gateway calls around every upstream request.
+
+    resolution = engine.resolve_model(requested, tags.env)        # pins, env map, allowed list
+    admission = await engine.admit(AdmissionRequest(...))         # raises a PolicyRejection
+    ... upstream call, bounded by admission.max_output_tokens ...
+    await engine.settle(admission, cost, tokens)  # or engine.release(admission) if never sent
+    engine.check_reported_model(resolution, reported_model)
+
+``admit`` compiles the configuration into one ``AdmissionPlan`` (budgets, session spend, rate
+buckets, breakers) and hands it to the state backend, which checks and reserves all of it in
+one atomic step. The engine itself holds no counters, so any number of replicas can share one
+backend.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from costwarden.errors import PolicyRejection
+from costwarden.policy import budgets, pinning
+from costwarden.policy.breakers import (
+    breaker_name,
+    breaker_open,
+    session_check,
+    session_spend_scope,
+    session_subject,
+    velocity_check,
+    velocity_subject,
+)
+from costwarden.policy.budgets import BudgetScope
+from costwarden.policy.config import PolicyConfig
+from costwarden.policy.events import BreakerEvent, EventSink, LoggingEventSink
+from costwarden.policy.pinning import ModelResolution
+from costwarden.policy.ratelimit import rate_buckets, rate_limit_headers, rate_limited
+from costwarden.records import Principal, Tags
+from costwarden.state.base import AdmissionOutcome, AdmissionPlan, Refusal, StateBackend
+
+Clock = Callable[[], float]  # epoch seconds; time.time in production, injected in tests
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    principal: Principal
+    tags: Tags
+    model: str  # the resolved model (ModelResolution.model)
+    estimated_input_tokens: int
+    max_output_tokens: int | None  # None: the policy's default bound is reserved and must be set
+    worst_case_cost: Decimal  # price of input + bounded output; reserved on every budget
+    fingerprint: str | None = None  # normalised request hash, for loop detection
+    now: float | None = None  # epoch seconds; default: the engine's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    lease_id: str
+    model: str
+    key_id: str
+    reserved_usd: Decimal
+    reserved_tokens: int
+    max_output_tokens: int  # the bound the upstream call must carry
+    expires_at: float
+    headers: dict[str, str]  # x-ratelimit-* for the client response
+    budgets: tuple[BudgetScope, ...]
+    probe: bool  # a half-open probe of the velocity breaker
+
+
+class PolicyEngine:
+    def __init__(
+        self,
+        config: PolicyConfig,
+        state: StateBackend,
+        clock: Clock = time.time,
+        *,
+        events: EventSink | None = None,
+        lease_seconds: float = 120.0,
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._clock = clock
+        self._events: EventSink = events or LoggingEventSink()
+        self._lease_seconds = lease_seconds
+        self._tz = ZoneInfo(config.timezone)
+        self._budget_rules = config.all_budgets()
+
+    @property
+    def config(self) -> PolicyConfig:
+        return self._config
+
+    def resolve_model(self, requested: str, env: str | None) -> ModelResolution:
+        return pinning.resolve_model(self._config, requested, env)
+
+    def check_reported_model(self, resolution: ModelResolution, reported_model: str | None) -> bool:
+        """False (and a PinEvent) when upstream served another version than the pinned one."""
+        event = pinning.pin_mismatch(resolution, reported_model, self._clock())
+        if event is None:
+            return True
+        self._events.emit(event)
+        return False
+
+    async def admit(self, ctx: AdmissionRequest) -> Admission:
+        if ctx.worst_case_cost < 0:
+            raise ValueError("worst_case_cost must not be negative")
+        now = ctx.now if ctx.now is not None else self._clock()
+        max_output = ctx.max_output_tokens or self._config.default_max_output_tokens
+        tokens = ctx.estimated_input_tokens + max_output
+        dimensions = _dimensions(ctx.principal, ctx.tags, ctx.model)
+        applicable = budgets.budget_scopes(self._budget_rules, dimensions, now, self._tz)
+        breakers = self._config.breakers
+        subject = session_subject(ctx.principal, ctx.tags)
+        spend = session_spend_scope(breakers.session, subject, now)
+        plan = AdmissionPlan(
+            lease_id=uuid.uuid4().hex,
+            now=now,
+            expires_at=now + self._lease_seconds,
+            amount=ctx.worst_case_cost,
+            scopes=tuple(b.counter for b in applicable) + ((spend,) if spend else ()),
+            rates=tuple(rate_buckets(self._config.rate_limits, dimensions, tokens)),
+            session=session_check(breakers.session, subject, ctx.fingerprint),
+            velocity=velocity_check(breakers.velocity, ctx.principal),
+        )
+        outcome = await self._state.admit(plan)
+        self._report_velocity(outcome, ctx.principal, now)
+        if not outcome.admitted:
+            raise self._refusal(outcome, ctx, applicable, tokens, now)
+        return Admission(
+            lease_id=plan.lease_id,
+            model=ctx.model,
+            key_id=ctx.principal.key_id,
+            reserved_usd=ctx.worst_case_cost,
+            reserved_tokens=tokens,
+            max_output_tokens=max_output,
+            expires_at=plan.expires_at,
+            headers=rate_limit_headers(outcome.rates),
+            budgets=tuple(applicable),
+            probe=outcome.probe,
+        )
+
+    async def settle(
+        self, admission: Admission, actual_cost: Decimal | None, actual_tokens: int | None
+    ) -> bool:
+        """Replace the reservation by the actual cost (None: price unknown, keep the reserved
+        amount, the conservative choice). False if the lease was already settled / released."""
+        now = self._clock()
+        outcome = await self._state.settle(admission.lease_id, actual_cost, actual_tokens, now)
+        by_key = {b.counter.key: b for b in admission.budgets}
+        for settled in outcome.scopes:
+            scope = by_key.get(settled.key)
+            if scope is not None:
+                for event in budgets.threshold_events(scope, settled, now):
+                    self._events.emit(event)
+        return outcome.applied
+
+    async def release(self, admission: Admission) -> bool:
+        """The request never reached upstream: return its reservation and estimated tokens."""
+        return await self._state.release(admission.lease_id, self._clock())
+
+    async def renew(self, admission: Admission) -> bool:
+        """Keep a long-running request's reservation alive for another lease period."""
+        now = self._clock()
+        return await self._state.renew(admission.lease_id, now + self._lease_seconds, now)
+
+    def _refusal(
+        self,
+        outcome: AdmissionOutcome,
+        ctx: AdmissionRequest,
+        applicable: list[BudgetScope],
+        tokens: int,
+        now: float,
+    ) -> PolicyRejection:
+        if outcome.refusal is Refusal.RATE:
+            return rate_limited(outcome, tokens)
+        if outcome.refusal is Refusal.BUDGET:
+            scope = next((b for b in applicable if b.counter.key == outcome.refused_key), None)
+            if scope is not None and outcome.usage is not None:
+                if outcome.first_refusal:
+                    self._events.emit(budgets.exhausted_event(scope, outcome.usage, now))
+                return budgets.budget_exceeded(scope, outcome.usage, ctx.worst_case_cost, now)
+        subject = outcome.refused_key or "request"
+        limit = self._breaker_limit(outcome)
+        if outcome.refusal in (Refusal.LOOP, Refusal.MAX_STEPS) or (
+            outcome.refusal is Refusal.BUDGET and outcome.first_refusal
+        ):
+            details = {"fingerprint": ctx.fingerprint, "model": ctx.model, "limit": limit}
+            self._events.emit(BreakerEvent(breaker_name(outcome), "open", subject, now, details))
+        return breaker_open(outcome, subject, limit)
+
+    def _breaker_limit(self, outcome: AdmissionOutcome) -> str | None:
+        session = self._config.breakers.session
+        if outcome.refusal is Refusal.MAX_STEPS:
+            return f"{session.max_steps} steps"
+        if outcome.refusal is Refusal.LOOP:
+            return f"{session.loop_repeat_k} repeats in {session.loop_window_s:g}s"
+        if outcome.refusal is Refusal.BUDGET:
+            return budgets.usd(session.max_spend_usd or Decimal(0))
+        if outcome.refusal is Refusal.VELOCITY_OPEN:
+            return f"{budgets.usd(self._config.breakers.velocity.usd_per_minute or Decimal(0))}/min"
+        return None
+
+    def _report_velocity(self, outcome: AdmissionOutcome, principal: Principal, now: float) -> None:
+        if outcome.transition is None:
+            return
+        details = {"usd_per_minute": str(self._config.breakers.velocity.usd_per_minute)}
+        self._events.emit(
+            BreakerEvent(
+                "velocity", outcome.transition.value, velocity_subject(principal), now, details
+            )
+        )
+
+
+def _dimensions(principal: Principal, tags: Tags, model: str) -> dict[str, str | None]:
+    return {
+        "team": principal.team,
+        "user": principal.user,
+        "key": principal.key_id,
+        "feature": tags.feature,
+        "env": tags.env,
+        "model": model,
+    }

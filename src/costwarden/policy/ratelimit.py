@@ -1,0 +1,83 @@
+"""Rate-limit rules → GCRA buckets per request, and the headers / errors they produce.
+
+Requests per minute cost 1 each; tokens per minute are charged the request's worst case
+(estimated input + output bound) at admission and corrected to the real count at settlement.
+Buckets live in the shared backend, so N replicas enforce one limit, not N times it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from costwarden.errors import RateLimited
+from costwarden.policy.budgets import scope_label
+from costwarden.policy.config import RateLimitRule
+from costwarden.state.base import AdmissionOutcome, RateBucket, RateState
+
+WINDOW_S = 60.0
+
+
+def rate_buckets(
+    rules: tuple[RateLimitRule, ...], dimensions: dict[str, str | None], tokens: int
+) -> list[RateBucket]:
+    """Buckets a request is charged to; rules naming the same bucket keep the smallest limit."""
+    by_key: dict[str, RateBucket] = {}
+    for rule in rules:
+        label = scope_label(rule.scope, dimensions)
+        if label is None:
+            continue
+        candidates = []
+        if rule.rpm is not None:
+            candidates.append(RateBucket(f"rate:{label}:rpm", "requests", rule.rpm, 1, WINDOW_S))
+        if rule.tpm is not None:
+            candidates.append(RateBucket(f"rate:{label}:tpm", "tokens", rule.tpm, tokens, WINDOW_S))
+        for bucket in candidates:
+            known = by_key.get(bucket.key)
+            if known is None or bucket.limit < known.limit:
+                by_key[bucket.key] = bucket
+    return list(by_key.values())
+
+
+def rate_limit_headers(states: tuple[RateState, ...]) -> dict[str, str]:
+    """OpenAI-style ``x-ratelimit-*`` headers from the tightest bucket of each kind."""
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        of_kind = [s for s in states if s.kind == kind]
+        if not of_kind:
+            continue
+        tightest = min(of_kind, key=lambda s: (s.remaining / s.limit, s.remaining))
+        headers[f"x-ratelimit-limit-{kind}"] = str(tightest.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(tightest.remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = go_duration(tightest.reset_s)
+    return headers
+
+
+def rate_limited(outcome: AdmissionOutcome, requested_tokens: int) -> RateLimited:
+    key = outcome.refused_key or "rate"
+    headers = rate_limit_headers(outcome.rates)
+    state = outcome.rates[0] if outcome.rates else None
+    unit = "tokens" if state is not None and state.kind == "tokens" else "requests"
+    limit = state.limit if state is not None else 0
+    details: dict[str, object] = {"bucket": key, "limit_per_minute": limit, "unit": unit}
+    if outcome.retry_after_s is None:
+        message = (
+            f"rate limit {key!r}: this request needs {requested_tokens} tokens, more than the "
+            f"limit of {limit} tokens per minute; lower max_tokens or shorten the prompt"
+        )
+        headers["x-should-retry"] = "false"
+    else:
+        wait = max(1, math.ceil(outcome.retry_after_s))
+        message = f"rate limit {key!r} of {limit} {unit} per minute reached; retry in {wait}s"
+        headers["retry-after"] = str(wait)
+        headers["retry-after-ms"] = str(max(1, math.ceil(outcome.retry_after_s * 1000)))
+        details["retry_after_s"] = round(outcome.retry_after_s, 3)
+    return RateLimited(message, headers=headers, details=details)
+
+
+def go_duration(seconds: float) -> str:
+    """The duration format OpenAI uses in reset headers: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text

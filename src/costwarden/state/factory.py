@@ -1,0 +1,16 @@
+"""Build the configured counter backend (the gateway calls this once at start-up)."""
+
+from __future__ import annotations
+
+from costwarden.policy.config import StateConfig
+from costwarden.state.base import StateBackend
+from costwarden.state.memory import MemoryStateBackend
+from costwarden.state.redis import RedisStateBackend
+
+
+def build_state_backend(config: StateConfig) -> StateBackend:
+    if config.backend == "redis":
+        return RedisStateBackend.from_url(
+            config.redis_url, config.key_prefix, config.redis_max_connections
+        )
+    return MemoryStateBackend()

@@ -1,0 +1,397 @@
+"""In-process counters: the embedded default for one replica.
+
+Atomicity comes from asyncio: every public method does all its work synchronously, with no
+``await`` inside, so no other task can interleave between the checks and the updates. The
+backend must therefore be used from one event loop thread. Semantics match the Redis backend
+line for line (both run the same test suite).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from costwarden.state.base import (
+    FINISHED_LEASE_RETENTION_S,
+    SWEEP_BATCH,
+    AdmissionOutcome,
+    AdmissionPlan,
+    BreakerTransition,
+    RateBucket,
+    Refusal,
+    ScopeKey,
+    ScopeSettlement,
+    ScopeUsage,
+    SessionCheck,
+    SettleOutcome,
+    VelocityCheck,
+    units_to_usd,
+    usd_to_units_down,
+    usd_to_units_up,
+    velocity_ttl_s,
+)
+from costwarden.state.memory_rates import RatePlan, gcra, rate_refusal, rate_state
+from costwarden.state.memory_velocity import VelocityState, check_velocity
+
+
+@dataclass(slots=True)
+class _Counter:
+    spent: int = 0
+    reserved: int = 0
+    refused: bool = False  # a BUDGET refusal was already reported for this counter
+    expires_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Session:
+    steps: int = 0
+    tripped_until: float = 0.0
+    trip_reason: str = ""
+    fingerprints: dict[str, deque[float]] = field(default_factory=dict)
+    expires_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Lease:
+    plan: AdmissionPlan
+    units: int
+    caps: dict[str, int]
+    probe: bool
+    expires_at: float
+    state: Literal["reserved", "expired", "done"] = "reserved"
+
+
+class MemoryStateBackend:
+    def __init__(self) -> None:
+        self._counters: dict[str, _Counter] = {}
+        self._tats: dict[str, float] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._velocity: dict[str, VelocityState] = {}
+        self._leases: dict[str, _Lease] = {}
+        # (time, kind, key) entries; stale ones (object renewed or gone) are skipped on pop.
+        self._expiry_heap: list[tuple[float, str, str]] = []
+
+    async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
+        return self._admit(plan)
+
+    async def reserve(
+        self,
+        scopes: tuple[ScopeKey, ...],
+        amount: Decimal,
+        lease_id: str,
+        expires_at: float,
+        now: float,
+    ) -> AdmissionOutcome:
+        return self._admit(AdmissionPlan(lease_id, now, expires_at, amount, scopes))
+
+    async def settle(
+        self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
+    ) -> SettleOutcome:
+        lease = self._leases.get(lease_id)
+        if lease is None or lease.state == "done":
+            return SettleOutcome(applied=False)
+        units = lease.units if actual is None else usd_to_units_up(actual)
+        was_reserved = lease.state == "reserved"
+        settled = []
+        for scope in lease.plan.scopes:
+            counter = self._counters.get(scope.key)
+            if counter is None:  # counter's retention passed; nothing left to charge
+                continue
+            before = counter.spent
+            if was_reserved:
+                counter.reserved = max(0, counter.reserved - lease.units)
+            counter.spent += units
+            settled.append(
+                ScopeSettlement(
+                    scope.key,
+                    units_to_usd(lease.caps[scope.key]),
+                    units_to_usd(before),
+                    units_to_usd(counter.spent),
+                )
+            )
+        if actual_tokens is not None:
+            self._correct_tokens(lease.plan, actual_tokens)
+        self._settle_velocity(lease, units, was_reserved, now)
+        self._finish(lease, now)
+        return SettleOutcome(applied=True, scopes=tuple(settled))
+
+    async def release(self, lease_id: str, now: float) -> bool:
+        lease = self._leases.get(lease_id)
+        if lease is None or lease.state == "done":
+            return False
+        if lease.state == "reserved":
+            self._unreserve(lease)
+            self._correct_tokens(lease.plan, 0)
+        self._finish(lease, now)
+        return True
+
+    async def renew(self, lease_id: str, expires_at: float, now: float) -> bool:
+        lease = self._leases.get(lease_id)
+        if lease is None or lease.state != "reserved":
+            return False
+        lease.expires_at = expires_at  # its heap entry re-schedules itself when it comes up
+        return True
+
+    async def sweep_expired(self, now: float) -> int:
+        return self._sweep(now, limit=None)
+
+    async def usage(self, key: str) -> tuple[Decimal, Decimal]:
+        counter = self._counters.get(key)
+        if counter is None:
+            return Decimal(0), Decimal(0)
+        return units_to_usd(counter.spent), units_to_usd(counter.reserved)
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- admission -------------------------------------------------------------------------
+
+    def _admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
+        self._sweep(plan.now, limit=SWEEP_BATCH)
+        refused = self._check_session(plan)
+        if refused is not None:
+            return refused
+        velocity = self._velocity.get(plan.velocity.key) if plan.velocity else None
+        transition: BreakerTransition | None = None
+        probe = False
+        if plan.velocity is not None:
+            velocity = velocity or VelocityState()
+            self._keep_velocity(plan.velocity, velocity, plan.now)
+            transition, refused, probe = check_velocity(velocity, plan.velocity, plan.now)
+            if refused is not None:
+                return refused
+        rates = [self._plan_rate(bucket, plan.now) for bucket in plan.rates]
+        for rate in rates:
+            if rate.over_s > 0:
+                return rate_refusal(rate, plan.now)
+        refused = self._check_scopes(plan)
+        if refused is not None:
+            return refused
+        self._apply(plan, rates, velocity, probe)
+        return AdmissionOutcome(
+            admitted=True,
+            probe=probe,
+            transition=transition,
+            rates=tuple(rate_state(r.bucket, r.new_tat, plan.now) for r in rates),
+        )
+
+    def _check_session(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
+        check = plan.session
+        if check is None:
+            return None
+        session = self._sessions.get(check.key)
+        if session is None:
+            return None
+        if session.tripped_until > plan.now:
+            return AdmissionOutcome(
+                admitted=False,
+                refusal=Refusal.SESSION_OPEN,
+                refused_key=check.key,
+                retry_after_s=session.tripped_until - plan.now,
+                trip_reason=session.trip_reason,
+            )
+        if check.max_steps is not None and session.steps >= check.max_steps:
+            return _trip(session, check, Refusal.MAX_STEPS, plan.now)
+        if _repeats_to_loop(session, check, plan.now):
+            return _trip(session, check, Refusal.LOOP, plan.now)
+        return None
+
+    def _plan_rate(self, bucket: RateBucket, now: float) -> RatePlan:
+        tat = self._tats.get(bucket.key, now)
+        new_tat, over_s = gcra(bucket, tat, now)
+        return RatePlan(bucket, tat, new_tat, over_s)
+
+    def _check_scopes(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
+        units = usd_to_units_up(plan.amount)
+        for scope in plan.scopes:
+            counter = self._counters.get(scope.key) or _Counter()
+            cap = usd_to_units_down(scope.cap)
+            if counter.spent + counter.reserved + units > cap:
+                first = not counter.refused
+                counter.refused = True
+                self._keep_counter(scope, counter)
+                return AdmissionOutcome(
+                    admitted=False,
+                    refusal=Refusal.BUDGET,
+                    refused_key=scope.key,
+                    usage=ScopeUsage(
+                        scope.key,
+                        units_to_usd(cap),
+                        units_to_usd(counter.spent),
+                        units_to_usd(counter.reserved),
+                    ),
+                    first_refusal=first,
+                )
+        return None
+
+    def _apply(
+        self,
+        plan: AdmissionPlan,
+        rates: list[RatePlan],
+        velocity: VelocityState | None,
+        probe: bool,
+    ) -> None:
+        units = usd_to_units_up(plan.amount)
+        for scope in plan.scopes:
+            counter = self._counters.get(scope.key) or _Counter()
+            counter.reserved += units
+            self._keep_counter(scope, counter)
+        for rate in rates:
+            if rate.bucket.key not in self._tats:
+                self._expire_later(rate.new_tat, "rate", rate.bucket.key)
+            self._tats[rate.bucket.key] = rate.new_tat
+        if plan.session is not None:
+            self._record_step(plan.session, plan.now)
+        if velocity is not None and probe:
+            velocity.probes_inflight += 1
+        caps = {s.key: usd_to_units_down(s.cap) for s in plan.scopes}
+        self._leases[plan.lease_id] = _Lease(plan, units, caps, probe, plan.expires_at)
+        self._expire_later(plan.expires_at, "lease", plan.lease_id)
+
+    def _keep_counter(self, scope: ScopeKey, counter: _Counter) -> None:
+        new = scope.key not in self._counters
+        self._counters[scope.key] = counter
+        if scope.expires_at is not None:
+            if new or counter.expires_at is None:
+                self._expire_later(scope.expires_at, "counter", scope.key)
+            counter.expires_at = max(scope.expires_at, counter.expires_at or 0.0)
+
+    def _keep_velocity(self, check: VelocityCheck, velocity: VelocityState, now: float) -> None:
+        if check.key not in self._velocity:
+            self._expire_later(now + velocity_ttl_s(check), "velocity", check.key)
+        self._velocity[check.key] = velocity
+        velocity.expires_at = now + velocity_ttl_s(check)
+
+    def _record_step(self, check: SessionCheck, now: float) -> None:
+        if check.key not in self._sessions:
+            self._expire_later(now + check.idle_ttl_s, "session", check.key)
+        session = self._sessions.setdefault(check.key, _Session())
+        session.steps += 1
+        session.expires_at = now + check.idle_ttl_s
+        if check.fingerprint is not None and check.loop_repeat_k is not None:
+            session.fingerprints.setdefault(check.fingerprint, deque()).append(now)
+
+    # -- settlement helpers ----------------------------------------------------------------
+
+    def _correct_tokens(self, plan: AdmissionPlan, actual_tokens: int) -> None:
+        for bucket in plan.rates:
+            if bucket.kind != "tokens" or bucket.key not in self._tats:
+                continue
+            interval = bucket.window_s / bucket.limit
+            self._tats[bucket.key] += (actual_tokens - bucket.cost) * interval
+
+    def _settle_velocity(self, lease: _Lease, units: int, was_reserved: bool, now: float) -> None:
+        check = lease.plan.velocity
+        velocity = self._velocity.get(check.key) if check else None
+        if check is None or velocity is None:
+            return
+        velocity.add(units, now)
+        self._keep_velocity(check, velocity, now)
+        if lease.probe and was_reserved:
+            velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
+            velocity.probes_done += 1
+
+    def _unreserve(self, lease: _Lease) -> None:
+        for scope in lease.plan.scopes:
+            counter = self._counters.get(scope.key)
+            if counter is not None:
+                counter.reserved = max(0, counter.reserved - lease.units)
+        check = lease.plan.velocity
+        velocity = self._velocity.get(check.key) if check else None
+        if velocity is not None and lease.probe:
+            velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
+
+    def _finish(self, lease: _Lease, now: float) -> None:
+        lease.state = "done"
+        lease.expires_at = now + FINISHED_LEASE_RETENTION_S
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def _expire_later(self, at: float, kind: str, key: str) -> None:
+        heapq.heappush(self._expiry_heap, (at, kind, key))
+
+    def _sweep(self, now: float, limit: int | None) -> int:
+        """Expire leases (returning their reservations) and forget stale state."""
+        swept = 0
+        while self._expiry_heap and self._expiry_heap[0][0] <= now:
+            if limit is not None and swept >= limit:
+                break
+            _, kind, key = heapq.heappop(self._expiry_heap)
+            if kind == "lease":
+                swept += self._expire_lease(key, now)
+            else:
+                self._forget(kind, key, now)
+        return swept
+
+    def _expire_lease(self, lease_id: str, now: float) -> int:
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return 0
+        if lease.expires_at > now:  # renewed, or finished later than first scheduled
+            self._expire_later(lease.expires_at, "lease", lease_id)
+            return 0
+        if lease.state == "reserved":
+            self._unreserve(lease)
+            lease.state = "expired"
+            lease.expires_at = now + FINISHED_LEASE_RETENTION_S
+            self._expire_later(lease.expires_at, "lease", lease_id)
+            return 1
+        del self._leases[lease_id]
+        return 0
+
+    def _forget(self, kind: str, key: str, now: float) -> None:
+        """Drop an object whose expiry passed, or re-schedule it if it was extended since."""
+        expires_at = self._expiry_of(kind, key)
+        if expires_at is None:
+            return
+        if expires_at > now:
+            self._expire_later(expires_at, kind, key)
+            return
+        if kind == "counter":
+            del self._counters[key]
+        elif kind == "rate":
+            del self._tats[key]
+        elif kind == "session":
+            del self._sessions[key]
+        else:
+            del self._velocity[key]
+
+    def _expiry_of(self, kind: str, key: str) -> float | None:
+        if kind == "counter":
+            counter = self._counters.get(key)
+            return counter.expires_at if counter is not None else None
+        if kind == "rate":
+            return self._tats.get(key)
+        if kind == "session":
+            session = self._sessions.get(key)
+            return session.expires_at if session is not None else None
+        velocity = self._velocity.get(key)
+        return velocity.expires_at if velocity is not None else None
+
+
+def _repeats_to_loop(session: _Session, check: SessionCheck, now: float) -> bool:
+    """Would this request be the K-th with the same fingerprint inside the loop window?"""
+    if check.fingerprint is None or check.loop_repeat_k is None:
+        return False
+    seen = session.fingerprints.get(check.fingerprint)
+    if seen is None:
+        return False
+    while seen and seen[0] <= now - check.loop_window_s:
+        seen.popleft()
+    return len(seen) + 1 >= check.loop_repeat_k
+
+
+def _trip(session: _Session, check: SessionCheck, reason: Refusal, now: float) -> AdmissionOutcome:
+    session.tripped_until = now + check.trip_seconds
+    session.trip_reason = reason.value
+    session.expires_at = now + max(check.idle_ttl_s, check.trip_seconds)
+    return AdmissionOutcome(
+        admitted=False,
+        refusal=reason,
+        refused_key=check.key,
+        retry_after_s=check.trip_seconds,
+        trip_reason=reason.value,
+    )

@@ -1,0 +1,240 @@
+"""Redis counters shared by any number of gateway replicas.
+
+One Lua script per admission (budgets, rate limits and breakers together) and one per
+settlement, so each costs one round trip and is atomic across replicas. Scripts are loaded
+once and run by SHA (redis-py falls back to EVAL if the server lost its script cache).
+Expired leases (a replica died mid-request) are swept inside the admission script, so no
+separate job is needed for correctness; ``sweep_expired`` exists for idle periods and tests.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any, Literal, cast
+
+import orjson
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.commands.core import AsyncScript
+
+from costwarden.state import redis_scripts
+from costwarden.state.base import (
+    FINISHED_LEASE_RETENTION_S,
+    GCRA_SLACK_S,
+    SWEEP_BATCH,
+    VELOCITY_BUCKET_S,
+    AdmissionOutcome,
+    AdmissionPlan,
+    BreakerTransition,
+    RateState,
+    Refusal,
+    ScopeKey,
+    ScopeSettlement,
+    ScopeUsage,
+    SettleOutcome,
+    units_to_usd,
+    usd_to_units_down,
+    usd_to_units_up,
+    velocity_ttl_s,
+)
+
+
+class RedisStateBackend:
+    def __init__(self, client: Redis, key_prefix: str) -> None:
+        self._redis = client
+        self._prefix = "{" + key_prefix + "}:"
+
+        def load(source: str) -> AsyncScript:
+            return client.register_script(
+                redis_scripts.render(
+                    source,
+                    retention_s=math.ceil(FINISHED_LEASE_RETENTION_S),
+                    bucket_s=int(VELOCITY_BUCKET_S),
+                    sweep_batch=SWEEP_BATCH,
+                    slack_s=GCRA_SLACK_S,
+                )
+            )
+
+        self._admit = load(redis_scripts.ADMIT)
+        self._settle = load(redis_scripts.SETTLE)
+        self._release = load(redis_scripts.RELEASE)
+        self._renew = load(redis_scripts.RENEW)
+        self._sweep = load(redis_scripts.SWEEP)
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str, max_connections: int = 64) -> RedisStateBackend:
+        # A blocking pool makes a burst wait for a free connection instead of failing.
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
+        return cls(Redis(connection_pool=pool), key_prefix)
+
+    @property
+    def prefix(self) -> str:
+        """The ``{tag}:`` every key of this backend starts with."""
+        return self._prefix
+
+    async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
+        body, keys = self._encode(plan)
+        reply = await self._admit(keys=keys, args=[self._prefix, body])
+        return self._decode_admission(cast(list[Any], reply))
+
+    async def reserve(
+        self,
+        scopes: tuple[ScopeKey, ...],
+        amount: Decimal,
+        lease_id: str,
+        expires_at: float,
+        now: float,
+    ) -> AdmissionOutcome:
+        return await self.admit(AdmissionPlan(lease_id, now, expires_at, amount, scopes))
+
+    async def settle(
+        self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
+    ) -> SettleOutcome:
+        actual_arg = "" if actual is None else str(usd_to_units_up(actual))
+        tokens_arg = "" if actual_tokens is None else str(actual_tokens)
+        reply = cast(
+            list[Any],
+            await self._settle(
+                keys=[self._key("leases"), self._key("lease:" + lease_id)],
+                args=[self._prefix, lease_id, actual_arg, tokens_arg, repr(now)],
+            ),
+        )
+        if int(reply[0]) == 0:
+            return SettleOutcome(applied=False)
+        fields = [_text(v) for v in reply[1:]]
+        scopes = tuple(
+            ScopeSettlement(
+                key=self._unprefix(fields[i]),
+                cap=units_to_usd(int(fields[i + 1])),
+                spent_before=units_to_usd(int(fields[i + 2])),
+                spent_after=units_to_usd(int(fields[i + 3])),
+            )
+            for i in range(0, len(fields), 4)
+        )
+        return SettleOutcome(applied=True, scopes=scopes)
+
+    async def release(self, lease_id: str, now: float) -> bool:
+        reply = await self._release(
+            keys=[self._key("leases"), self._key("lease:" + lease_id)],
+            args=[self._prefix, lease_id, repr(now)],
+        )
+        return int(cast(int, reply)) == 1
+
+    async def renew(self, lease_id: str, expires_at: float, now: float) -> bool:
+        reply = await self._renew(
+            keys=[self._key("leases"), self._key("lease:" + lease_id)],
+            args=[self._prefix, lease_id, repr(expires_at), repr(now)],
+        )
+        return int(cast(int, reply)) == 1
+
+    async def sweep_expired(self, now: float) -> int:
+        total = 0
+        while True:
+            swept = int(
+                cast(
+                    int,
+                    await self._sweep(
+                        keys=[self._key("leases")], args=[self._prefix, repr(now), SWEEP_BATCH]
+                    ),
+                )
+            )
+            total += swept
+            if swept < SWEEP_BATCH:
+                return total
+
+    async def usage(self, key: str) -> tuple[Decimal, Decimal]:
+        spent, reserved = await self._redis.hmget(self._key(key), ["s", "r"])
+        return units_to_usd(int(spent or 0)), units_to_usd(int(reserved or 0))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    # -- encoding --------------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        return self._prefix + name
+
+    def _unprefix(self, key: str) -> str:
+        return key.removeprefix(self._prefix)
+
+    def _encode(self, plan: AdmissionPlan) -> tuple[bytes, list[str]]:
+        """The plan as JSON for the script, and every key it touches (declared for Cluster)."""
+        doc: dict[str, Any] = {
+            "lease": plan.lease_id,
+            "now": plan.now,
+            "exp": plan.expires_at,
+            "amt": usd_to_units_up(plan.amount),
+            "scopes": [
+                [self._key(s.key), usd_to_units_down(s.cap), s.expires_at or 0] for s in plan.scopes
+            ],
+            "rates": [[self._key(r.key), r.kind, r.limit, r.cost, r.window_s] for r in plan.rates],
+        }
+        keys = [self._key("leases"), self._key("lease:" + plan.lease_id)]
+        keys += [s[0] for s in doc["scopes"]] + [r[0] for r in doc["rates"]]
+        if plan.session is not None:
+            s = plan.session
+            fingerprint = ""
+            if s.fingerprint is not None and s.loop_repeat_k is not None:
+                fingerprint = self._key(f"{s.key}:fp:{s.fingerprint}")
+                keys.append(fingerprint)
+            doc["sess"] = {
+                "k": self._key(s.key),
+                "max": s.max_steps or 0,
+                "fp": fingerprint,
+                "kk": s.loop_repeat_k or 0,
+                "win": s.loop_window_s,
+                "trip": s.trip_seconds,
+                "ttl": s.idle_ttl_s,
+            }
+            keys.append(doc["sess"]["k"])
+        if plan.velocity is not None:
+            v = plan.velocity
+            doc["vel"] = {
+                "k": self._key(v.key),
+                "thr": usd_to_units_up(v.usd_per_minute),
+                "cool": v.cooldown_s,
+                "probes": v.probe_requests,
+                "ttl": velocity_ttl_s(v),
+            }
+            keys.append(doc["vel"]["k"])
+        return orjson.dumps(doc), keys
+
+    def _decode_admission(self, reply: list[Any]) -> AdmissionOutcome:
+        f = [_text(v) for v in reply]
+        rates = tuple(
+            RateState(
+                key=self._unprefix(f[i]),
+                kind=cast(Literal["requests", "tokens"], f[i + 1]),
+                limit=int(f[i + 2]),
+                remaining=int(f[i + 3]),
+                reset_s=float(f[i + 4]),
+            )
+            for i in range(11, len(f), 5)
+        )
+        transition = BreakerTransition(f[10]) if f[10] else None
+        if f[0] == "1":
+            return AdmissionOutcome(
+                admitted=True, probe=f[9] == "1", transition=transition, rates=rates
+            )
+        refusal = Refusal(f[1])
+        key = self._unprefix(f[2])
+        usage = None
+        if refusal is Refusal.BUDGET:
+            usage = ScopeUsage(
+                key, units_to_usd(int(f[6])), units_to_usd(int(f[4])), units_to_usd(int(f[5]))
+            )
+        return AdmissionOutcome(
+            admitted=False,
+            refusal=refusal,
+            refused_key=key,
+            usage=usage,
+            retry_after_s=float(f[3]) if f[3] else None,
+            first_refusal=f[7] == "1",
+            trip_reason=f[8] or None,
+            transition=transition,
+            rates=rates,
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
