@@ -10,11 +10,12 @@ import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
-from costwarden.ledger.store import DIMENSIONS, check_dimensions
+from costwarden.ledger.store import DIMENSIONS, ReportQueryError, SpendRow, check_dimensions
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -99,9 +100,18 @@ def where_sql(
     if until is not None:
         clauses.append(f"created_at < {params.bind(dialect.time_value(until))}")
     for name, text in (filters or {}).items():
+        if name == "day":
+            _check_day(text)
         value = dialect.dimension_value(name, text)
         clauses.append(f"{DIMENSIONS[name]} = {params.bind(value)}")
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _check_day(text: str) -> None:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise ReportQueryError(f"day filter must be a date like 2026-01-31, not {text!r}") from None
 
 
 def count_sql(
@@ -136,3 +146,19 @@ def spend_sql(
     group = (" GROUP BY " + ", ".join(exprs)) if exprs else ""
     sql = f"SELECT {', '.join(columns)} FROM usage_records{where}{group}"  # noqa: S608
     return sql, params.values
+
+
+def spend_row(group_by: Sequence[str], values: Sequence[Any]) -> SpendRow:
+    """A SpendRow from one result row of ``spend_sql`` (whatever the backend's types)."""
+    n = len(group_by)
+    group = {g: (None if v is None else str(v)) for g, v in zip(group_by, values[:n], strict=True)}
+    requests, input_tokens, output_tokens, cached, cost, unknown = values[n:]
+    return SpendRow(
+        group=group,
+        requests=int(requests),
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        cached_tokens=int(cached),
+        cost=Decimal(cost) if cost is not None else Decimal(0),
+        unknown_cost_requests=int(unknown),
+    )

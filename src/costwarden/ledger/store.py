@@ -29,15 +29,15 @@ DIMENSIONS: Mapping[str, str] = {
 }
 
 
-class UnknownDimension(ValueError):
-    """A report asked to group or filter by something the ledger does not know."""
+class ReportQueryError(ValueError):
+    """A report asked for an unknown dimension, or gave a filter value of the wrong form."""
 
 
 def check_dimensions(names: Sequence[str] | Mapping[str, str]) -> None:
     unknown = sorted(set(names) - DIMENSIONS.keys())
     if unknown:
         known = ", ".join(DIMENSIONS)
-        raise UnknownDimension(f"unknown report dimension(s) {unknown}; known: {known}")
+        raise ReportQueryError(f"unknown report dimension(s) {unknown}; known: {known}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,19 @@ class SpendRow:
     cost: Decimal
     unknown_cost_requests: int  # requests whose model had no price: not in ``cost``
 
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-able dict: the group values, then the metrics; cost as exact text in
+        positional notation (``0.000000123``, never ``1.23E-7``)."""
+        return {
+            **self.group,
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost": f"{self.cost:f}",
+            "unknown_cost_requests": self.unknown_cost_requests,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class VirtualKey:
@@ -77,6 +90,19 @@ class VirtualKey:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def to_public(self) -> dict[str, Any]:
+        """JSON-able view for the admin API and CLI (there is no secret in it to leak)."""
+        return {
+            "id": self.key_id,
+            "prefix": self.prefix,
+            "user": self.user,
+            "team": self.team,
+            "name": self.name,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
 
 
 class Store(Protocol):
