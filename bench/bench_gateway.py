@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import procs  # noqa: E402 - after the path tweak
+from tests.support import procs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BODY = json.dumps(
@@ -68,7 +69,9 @@ def _ms(text: str) -> float:
 def wrk(url: str, script: Path, connections: int, seconds: int, target: str) -> Run:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -90,11 +93,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         up_port, gw_port = procs.free_port(), procs.free_port()
-        config = procs.write_config(tmp / "cw.yaml", {
-            "ledger": {"sqlite_path": str(tmp / "ledger.db"), "spool_dir": str(tmp / "spool")},
-            "models": [{"name": "gpt-4o-mini",
-                        "endpoints": [{"api_base": f"http://127.0.0.1:{up_port}/v1"}]}],
-        })
+        config = procs.write_config(
+            tmp / "cw.yaml",
+            {
+                "ledger": {"sqlite_path": str(tmp / "ledger.db"), "spool_dir": str(tmp / "spool")},
+                "models": [
+                    {
+                        "name": "gpt-4o-mini",
+                        "endpoints": [{"api_base": f"http://127.0.0.1:{up_port}/v1"}],
+                    }
+                ],
+            },
+        )
         key = procs.create_key(config, "bench", "perf")
         with procs.fake_upstream(up_port), procs.gateway(config, gw_port):
             direct = wrk_script(tmp, None)
@@ -102,37 +112,60 @@ def main() -> int:
             # Warm both (connection pools, caches) before measuring.
             wrk(f"http://127.0.0.1:{gw_port}/v1/chat/completions", through, 8, 2, "warm")
             for c in conns:
-                runs.append(wrk(f"http://127.0.0.1:{up_port}/v1/chat/completions", direct, c,
-                                args.duration, "upstream"))
-                runs.append(wrk(f"http://127.0.0.1:{gw_port}/v1/chat/completions", through, c,
-                                args.duration, "costwarden"))
+                runs.append(
+                    wrk(
+                        f"http://127.0.0.1:{up_port}/v1/chat/completions",
+                        direct,
+                        c,
+                        args.duration,
+                        "upstream",
+                    )
+                )
+                runs.append(
+                    wrk(
+                        f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                        through,
+                        c,
+                        args.duration,
+                        "costwarden",
+                    )
+                )
     report(runs)
     return 0
 
 
 def report(runs: list[Run]) -> None:
-    print(f"{'target':<12}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
-          f"{'% of upstream':>15}{'added p50':>11}{'added p99':>11}")
+    print(
+        f"{'target':<12}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+        f"{'% of upstream':>15}{'added p50':>11}{'added p99':>11}"
+    )
     base = {r.connections: r for r in runs if r.target == "upstream"}
     summary = []
     for r in runs:
         up = base[r.connections]
         share = 100 * r.requests_per_s / up.requests_per_s
         add50, add99 = r.p50_ms - up.p50_ms, r.p99_ms - up.p99_ms
-        print(f"{r.target:<12}{r.connections:>6}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}"
-              f"{r.p99_ms:>9.2f}{r.errors:>9}{share:>14.1f}%{add50:>+10.2f}{add99:>+11.2f}")
-        summary.append({**asdict(r), "pct_of_upstream": round(share, 1),
-                        "added_p50_ms": round(add50, 3), "added_p99_ms": round(add99, 3)})
+        print(
+            f"{r.target:<12}{r.connections:>6}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}"
+            f"{r.p99_ms:>9.2f}{r.errors:>9}{share:>14.1f}%{add50:>+10.2f}{add99:>+11.2f}"
+        )
+        summary.append(
+            {
+                **asdict(r),
+                "pct_of_upstream": round(share, 1),
+                "added_p50_ms": round(add50, 3),
+                "added_p99_ms": round(add99, 3),
+            }
+        )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "gateway.json"
-    out.write_text(json.dumps({"machine": platform.node(), "cpus": _cpus(), "runs": summary},
-                              indent=2))
+    out.write_text(
+        json.dumps({"machine": platform.node(), "cpus": _cpus(), "runs": summary}, indent=2)
+    )
     print(f"wrote {out}")
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

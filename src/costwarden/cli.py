@@ -17,10 +17,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+
+from rich.console import Console
+
 from costwarden.config import Settings, load_settings
 from costwarden.errors import ConfigError
 from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
+from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
 from costwarden.server import ServeOptions, demo_settings, load_for_serve
 from costwarden.server import run as run_server
@@ -65,9 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         report.add_argument(f"--{name}", dest=f"filter_{name}", help=f"only this {name}")
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
-    fake = sub.add_parser("fake-upstream", help="run the simulated upstream alone")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=9000)
+    fake = sub.add_parser(
+        "fake-upstream", help="run the simulated upstream alone (see --help after it)"
+    )
+    fake.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -100,8 +105,12 @@ async def _keys(args: argparse.Namespace, store: Store) -> int:
     if args.keys_command == "list":
         for key in await keys.list():
             info = key.to_public()
-            print("\t".join(str(info.get(f) or "-") for f in ("id", "prefix", "user", "team",
-                                                            "name", "created_at", "revoked_at")))
+            print(
+                "\t".join(
+                    str(info.get(f) or "-")
+                    for f in ("id", "prefix", "user", "team", "name", "created_at", "revoked_at")
+                )
+            )
         return 0
     if await keys.revoke(args.key_id):
         print(f"revoked {args.key_id}")
@@ -118,7 +127,7 @@ async def _report(args: argparse.Namespace, store: Store) -> int:
         return 2
     since, until = parse_range(args.since, args.until)
     filters = {
-        name[len("filter_"):]: value
+        name[len("filter_") :]: value
         for name, value in vars(args).items()
         if name.startswith("filter_") and value
     }
@@ -128,10 +137,8 @@ async def _report(args: argparse.Namespace, store: Store) -> int:
     elif args.format == "json":
         sys.stdout.write(render_json(rows) + "\n")
     else:
-        from rich.console import Console
-
         title = f"Spend {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC"
-        Console().print(render_table(rows, title=title))
+        Console().print(render_table(rows, group_by, title=title))
     return 0
 
 
@@ -141,9 +148,7 @@ async def _migrate(_: argparse.Namespace, store: Store) -> int:
 
 
 def _fake_upstream(args: argparse.Namespace) -> int:
-    from costwarden.providers.fake_upstream import serve_forever
-
-    serve_forever(args.host, args.port)
+    fake_upstream_main(args.args)
     return 0
 
 

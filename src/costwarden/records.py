@@ -172,7 +172,8 @@ class UsageRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (Decimals as strings, datetimes as ISO 8601)."""
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from costwarden.config import Settings, load_settings, settings_from_dict
 from costwarden.gateway.app import Gateway
@@ -143,10 +143,7 @@ async def serve(options: ServeOptions) -> None:
 
 
 def run(options: ServeOptions) -> None:
-    logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-
-        uvloop.run(serve(options))
-    except ImportError:  # pragma: no cover - uvloop is absent on Windows
-        asyncio.run(serve(options))
+    logging.basicConfig(
+        level=options.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    uvloop.run(serve(options))

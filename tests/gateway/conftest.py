@@ -92,8 +92,13 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
         gateway = Gateway(settings, environ={settings.gateway.admin_key_env: ADMIN_KEY})
         port = free_port()
         config = uvicorn.Config(
-            gateway, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-            http="httptools", access_log=False,
+            gateway,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+            log_level="warning",
+            http="httptools",
+            access_log=False,
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())

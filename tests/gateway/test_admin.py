@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,11 +17,13 @@ from tests.gateway.test_openai_api import client
 async def admin(
     gw: RunningGateway, method: str, path: str, json: Any = None, key: str = ADMIN_KEY
 ) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
             method, f"{gw.url}{path}", json=json, headers={"authorization": f"Bearer {key}"}
-        ) as resp:
-            return resp.status, await resp.json()
+        ) as resp,
+    ):
+        return resp.status, await resp.json()
 
 
 async def test_key_lifecycle(gateway: RunningGateway) -> None:
@@ -50,7 +53,7 @@ async def test_key_lifecycle(gateway: RunningGateway) -> None:
 
 async def test_keys_are_stored_hashed(gateway: RunningGateway) -> None:
     _, created = await admin(gateway, "POST", "/admin/keys", {"user": "carol"})
-    db_bytes = open(gateway.services.settings.ledger.sqlite_path, "rb").read()
+    db_bytes = Path(gateway.services.settings.ledger.sqlite_path).read_bytes()  # noqa: ASYNC240
     assert created["key"].encode() not in db_bytes
 
 

@@ -21,12 +21,23 @@ from tests.support import procs
 
 pytestmark = pytest.mark.slow
 
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "crash test"}],
-        "max_tokens": 16}
+BODY = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "crash test"}],
+    "max_tokens": 16,
+}
 
 
-async def load(url: str, key: str, seconds: float, workers: int, answered: list[str],
-               failures: list[str], body: dict[str, Any] = BODY) -> None:
+async def load(
+    url: str,
+    key: str,
+    seconds: float,
+    workers: int,
+    *,
+    answered: list[str],
+    failures: list[str],
+    body: dict[str, Any] = BODY,
+) -> None:
     deadline = time.monotonic() + seconds
     headers = {"authorization": f"Bearer {key}"}
 
@@ -54,18 +65,29 @@ async def test_sigkill_loses_no_answered_request(tmp_path: Path) -> None:
         "spool_dir": str(tmp_path / "spool"),
         "flush_interval_s": 30.0,  # nothing reaches the DB before the kill: only the spool has it
     }
-    config = procs.write_config(tmp_path / "cw.yaml", {
-        "ledger": ledger,
-        "models": [{"name": "gpt-4o-mini",
-                    "endpoints": [{"api_base": f"http://127.0.0.1:{up_port}/v1"}]}],
-    })
+    config = procs.write_config(
+        tmp_path / "cw.yaml",
+        {
+            "ledger": ledger,
+            "models": [
+                {
+                    "name": "gpt-4o-mini",
+                    "endpoints": [{"api_base": f"http://127.0.0.1:{up_port}/v1"}],
+                }
+            ],
+        },
+    )
     key = procs.create_key(config, "loadtest", "qa")
     answered: list[str] = []
     failures: list[str] = []
-    with procs.fake_upstream(up_port), procs.gateway(config, gw_port,
-                                                     log=tmp_path / "gw.log") as gw:
+    with (
+        procs.fake_upstream(up_port),
+        procs.gateway(config, gw_port, log=tmp_path / "gw.log") as gw,
+    ):
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        load_task = asyncio.create_task(load(url, key, 3.0, 16, answered, failures))
+        load_task = asyncio.create_task(
+            load(url, key, 3.0, 16, answered=answered, failures=failures)
+        )
         await asyncio.sleep(1.5)
         os.kill(gw.pid, signal.SIGKILL)
         await load_task
@@ -95,14 +117,20 @@ async def test_killing_one_of_two_replicas_fails_no_request(
             {"id": "replica-b", "api_base": f"http://127.0.0.1:{port_b}/v1"},
         ],
     }
-    settings = base_settings(tmp_path, [replicas], health={"failures_to_eject": 1},
-                             retry={"max_attempts": 3, "backoff_base_s": 0.001})
+    settings = base_settings(
+        tmp_path,
+        [replicas],
+        health={"failures_to_eject": 1},
+        retry={"max_attempts": 3, "backoff_base_s": 0.001},
+    )
     with procs.fake_upstream(port_a) as replica_a, procs.fake_upstream(port_b):
         gw = await start_gateway(settings)
         answered: list[str] = []
         failures: list[str] = []
         url = f"{gw.url}/v1/chat/completions"
-        load_task = asyncio.create_task(load(url, gw.key, 2.5, 8, answered, failures))
+        load_task = asyncio.create_task(
+            load(url, gw.key, 2.5, 8, answered=answered, failures=failures)
+        )
         await asyncio.sleep(0.8)
         os.kill(replica_a.pid, signal.SIGKILL)
         await load_task
@@ -116,5 +144,7 @@ async def test_killing_one_of_two_replicas_fails_no_request(
     for record in retried:
         assert record.attempts[0].endpoint == "replica-a" and record.attempts[0].error
         assert record.attempts[-1].endpoint == "replica-b"
-    served_by_b_after = [r for r in records if r is not None and r.attempts[-1].endpoint == "replica-b"]
+    served_by_b_after = [
+        r for r in records if r is not None and r.attempts[-1].endpoint == "replica-b"
+    ]
     assert len(served_by_b_after) > len(retried)

@@ -19,9 +19,11 @@ async def post(
     headers = {"content-type": "application/json"}
     if key is not None:
         headers["authorization"] = f"Bearer {gw.key if key == 'use-fixture' else key}"
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{gw.url}{path}", data=data, headers=headers) as resp:
-            return resp.status, await resp.json(content_type=None)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{gw.url}{path}", data=data, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)
 
 
 @pytest.mark.parametrize(
@@ -35,13 +37,15 @@ async def post(
         (b'{"model": "gpt-4o-mini", "messages": "hi"}', 400, "invalid_request", "messages"),
         (b'{"model": "gpt-4o-mini", "messages": []}', 400, "invalid_request", "messages"),
         (
-            b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"x"}], "stream": "yes"}',
+            b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"x"}], '
+            b'"stream": "yes"}',
             400,
             "invalid_request",
             "stream",
         ),
         (
-            b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"x"}], "max_tokens": -1}',
+            b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"x"}], '
+            b'"max_tokens": -1}',
             400,
             "invalid_request",
             "max_tokens",
@@ -75,7 +79,9 @@ async def test_missing_and_bad_keys_are_401(gateway: RunningGateway) -> None:
 
 async def test_huge_body_is_413(gateway: RunningGateway) -> None:
     limit = gateway.services.settings.gateway.max_body_bytes
-    big = b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"' + b"x" * limit + b'"}]}'
+    big = (
+        b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"' + b"x" * limit + b'"}]}'
+    )
     status, payload = await post(gateway, "/v1/chat/completions", big)
     assert status == 413 and payload["error"]["code"] == "payload_too_large"
 

@@ -10,8 +10,8 @@ import aiohttp
 import openai
 import pytest
 
-from costwarden.records import Status
 from costwarden.providers.fake_upstream import FakeUpstream
+from costwarden.records import Status
 from tests.gateway.conftest import RunningGateway, StartGateway, base_settings, free_port, model
 from tests.gateway.test_openai_api import catalog_cost, client
 
@@ -31,15 +31,21 @@ async def test_dead_replica_is_routed_around(
         ],
         "pricing": {
             "mode": "self_hosted",
-            "self_hosted": {"gpu_hourly_usd": "2.50", "gpus": 2, "throughput_tokens_per_s": 1500,
-                            "utilisation": "0.6"},
+            "self_hosted": {
+                "gpu_hourly_usd": "2.50",
+                "gpus": 2,
+                "throughput_tokens_per_s": 1500,
+                "utilisation": "0.6",
+            },
         },
     }
     gw = await start_gateway(base_settings(tmp_path, [replicas], health={"failures_to_eject": 2}))
     c = client(gw)
     ids = []
     for _ in range(10):
-        raw = await c.chat.completions.with_raw_response.create(model="llama-3-70b", messages=MESSAGES)
+        raw = await c.chat.completions.with_raw_response.create(
+            model="llama-3-70b", messages=MESSAGES
+        )
         ids.append(raw.headers["x-request-id"])
     records = [await gw.record(i) for i in ids]
     assert all(r.status is Status.OK for r in records)
@@ -61,9 +67,12 @@ async def test_fallback_model_serves_when_primary_fails(
         model("gpt-4o", dead, fallbacks=["gpt-4o-mini"]),
         model("gpt-4o-mini", base),
     ]
-    gw = await start_gateway(base_settings(tmp_path, models, retry={"max_attempts": 3,
-                                                                    "backoff_base_s": 0.001}))
-    raw = await client(gw).chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    gw = await start_gateway(
+        base_settings(tmp_path, models, retry={"max_attempts": 3, "backoff_base_s": 0.001})
+    )
+    raw = await client(gw).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES
+    )
     record = await gw.record(raw.headers["x-request-id"])
     assert record.status is Status.OK
     assert record.requested_model == "gpt-4o" and record.resolved_model == "gpt-4o-mini"
@@ -160,7 +169,10 @@ async def test_custom_and_discounted_prices(
         model(
             "house-model",
             base,
-            pricing={"mode": "custom", "custom": [{"input_per_mtok": "1.00", "output_per_mtok": "3.00"}]},
+            pricing={
+                "mode": "custom",
+                "custom": [{"input_per_mtok": "1.00", "output_per_mtok": "3.00"}],
+            },
         ),
         model("gpt-4o", base, pricing={"discount_pct": "20"}),
     ]
@@ -168,8 +180,10 @@ async def test_custom_and_discounted_prices(
     c = client(gw)
     raw = await c.chat.completions.with_raw_response.create(model="house-model", messages=MESSAGES)
     r = await gw.record(raw.headers["x-request-id"])
-    expected = (Decimal(r.usage.input_tokens) * Decimal("1.00")
-                + Decimal(r.usage.output_tokens) * Decimal("3.00")) / Decimal(1_000_000)
+    expected = (
+        Decimal(r.usage.input_tokens) * Decimal("1.00")
+        + Decimal(r.usage.output_tokens) * Decimal("3.00")
+    ) / Decimal(1_000_000)
     assert r.cost == expected
     raw = await c.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
     r = await gw.record(raw.headers["x-request-id"])

@@ -36,11 +36,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.
 
 
 @contextmanager
-def spawned(args: list[str], port: int, env: dict[str, str] | None = None,
-            log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def spawned(
+    args: list[str], port: int, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     try:
         wait_for_port(port, proc)
         yield proc
@@ -58,16 +60,28 @@ def spawned(args: list[str], port: int, env: dict[str, str] | None = None,
 
 def fake_upstream(port: int, log: Path | None = None) -> Any:
     return spawned(
-        [sys.executable, "-m", "costwarden.providers.fake_upstream", "--port", str(port)], port,
+        [sys.executable, "-m", "costwarden.providers.fake_upstream", "--port", str(port)],
+        port,
         log=log,
     )
 
 
-def gateway(config: Path, port: int, env: dict[str, str] | None = None,
-            log: Path | None = None) -> Any:
+def gateway(
+    config: Path, port: int, env: dict[str, str] | None = None, log: Path | None = None
+) -> Any:
     return spawned(
-        [sys.executable, "-m", "costwarden", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "costwarden",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         port,
         env=env,
         log=log,
@@ -80,8 +94,17 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 
 def create_key(config: Path, user: str, team: str | None = None) -> str:
-    args = [sys.executable, "-m", "costwarden", "keys", "create", "--config", str(config),
-            "--user", user]
+    args = [
+        sys.executable,
+        "-m",
+        "costwarden",
+        "keys",
+        "create",
+        "--config",
+        str(config),
+        "--user",
+        user,
+    ]
     if team:
         args += ["--team", team]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout

@@ -97,7 +97,12 @@ class Gateway:
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         created = int(self._started)
         data = [
-            {"id": m.name, "object": "model", "created": created, "owned_by": m.endpoints[0].provider}
+            {
+                "id": m.name,
+                "object": "model",
+                "created": created,
+                "owned_by": m.endpoints[0].provider,
+            }
             for m in self.settings.models
         ]
         await send_json(send, 200, {"object": "list", "data": data})
@@ -106,9 +111,7 @@ class Gateway:
         await send_json(send, 200, {"status": "ok", "demo": self.settings.demo})
 
 
-def _bind(
-    handle: Callable[[str, Scope, Receive, Send], Awaitable[None]], api: str
-) -> Handler:
+def _bind(handle: Callable[[str, Scope, Receive, Send], Awaitable[None]], api: str) -> Handler:
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         await handle(api, scope, receive, send)
 

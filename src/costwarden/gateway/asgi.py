@@ -66,7 +66,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-class ClientGone(Exception):  # noqa: N818 - a signal, not an error condition
+class ClientGone(Exception):
     """The client disconnected before the request completed."""
 
 

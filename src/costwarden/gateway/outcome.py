@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from costwarden.errors import CostwardenError
+from costwarden.gateway.upstream import CallSpec
 from costwarden.records import Status, UsageRecord, utcnow
+
+
+@dataclass(slots=True)
+class Flight:
+    """One client request on its way: what to send upstream, its record, when it began."""
+
+    spec: CallSpec
+    record: UsageRecord
+    t0: float  # perf_counter() at arrival
 
 
 def finish_record(record: UsageRecord, t0: float, status: Status, http_status: int) -> None:

@@ -26,9 +26,9 @@ from costwarden.gateway.asgi import (
     send_bytes,
     send_error,
 )
+from costwarden.gateway.outcome import Flight, finish_record, id_headers, mark_error
 from costwarden.gateway.services import Services
 from costwarden.gateway.streaming import StreamRelay
-from costwarden.gateway.outcome import finish_record, id_headers, mark_error
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
 from costwarden.gateway.validation import RequestInfo, validate
 from costwarden.providers.base import MESSAGES
@@ -65,13 +65,15 @@ class ProxyPipeline:
             payload = parse_json_object(await read_body(scope, receive, self._limit))
             info = validate(api, payload)
             record = _new_record(api, info, principal, scope)
-            model = self._resolve(api, record)
-            spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
-            result = await self._s.caller.call(spec, record, t0)
+            self._resolve(api, record)
+            flight = Flight(
+                CallSpec(api, payload, info.stream, _forwarded_headers(api, scope)), record, t0
+            )
+            result = await self._s.caller.call(flight.spec, record, t0)
             if result.response is not None:
-                await self._relay.relay(spec, result, record, model, t0, receive, send)
+                await self._relay.relay(flight, result, receive, send)
             else:
-                await self._respond_unary(spec, result, record, model, t0, send)
+                await self._respond_unary(flight, result, send)
         except ClientGone:
             if record is not None:
                 self._finish(record, t0, Status.CLIENT_DISCONNECT, 499)
@@ -86,9 +88,7 @@ class ProxyPipeline:
             if record is not None and record.finished_at is None:
                 record.error_type = "gateway_error"
                 self._finish(record, t0, Status.GATEWAY_ERROR, 500)
-            await send_error(
-                send, CostwardenError("internal gateway error"), anthropic=anthropic
-            )
+            await send_error(send, CostwardenError("internal gateway error"), anthropic=anthropic)
 
     async def _authenticate(self, scope: Scope) -> Principal:
         key = _bearer(header(scope, b"authorization")) or header(scope, b"x-api-key")
@@ -124,15 +124,8 @@ class ProxyPipeline:
         record.resolved_model = model.name
         return model
 
-    async def _respond_unary(
-        self,
-        spec: CallSpec,
-        result: UpstreamResult,
-        record: UsageRecord,
-        model: ModelConfig,
-        t0: float,
-        send: Send,
-    ) -> None:
+    async def _respond_unary(self, flight: Flight, result: UpstreamResult, send: Send) -> None:
+        record, t0 = flight.record, flight.t0
         body = result.body or b""
         if result.status >= 400:
             record.error_type = "upstream_error"
@@ -140,7 +133,7 @@ class ProxyPipeline:
             self._finish(record, t0, Status.UPSTREAM_ERROR, result.status)
             await send_bytes(send, result.status, body, (*id_headers(record), *result.headers))
             return
-        self._price_unary(spec, result, record, body)
+        self._price_unary(flight.spec, result, record, body)
         self._finish(record, t0, Status.OK, result.status)
         await send_bytes(send, result.status, body, (*id_headers(record), *result.headers))
 
@@ -159,7 +152,8 @@ class ProxyPipeline:
         if usage is None:
             usage = self._estimate_usage(spec, record, _response_text(payload))
         attempt.usage = usage
-        price = self._s.prices.price_for(result.target.model, result.target.endpoint, record.created_at)
+        target = result.target
+        price = self._s.prices.price_for(target.model, target.endpoint, record.created_at)
         attempt.cost = price.cost(usage) if price is not None else None
 
     def _estimate_usage(self, spec: CallSpec, record: UsageRecord, text: str) -> TokenUsage:
@@ -175,9 +169,7 @@ class ProxyPipeline:
         self._s.ledger.append(record)
 
 
-def _new_record(
-    api: str, info: RequestInfo, principal: Principal, scope: Scope
-) -> UsageRecord:
+def _new_record(api: str, info: RequestInfo, principal: Principal, scope: Scope) -> UsageRecord:
     return UsageRecord(
         request_id=new_request_id(),
         created_at=utcnow(),
@@ -204,9 +196,7 @@ def _forwarded_headers(api: str, scope: Scope) -> dict[str, str]:
     names = _FORWARDED.get(api)
     if not names:
         return {}
-    return {
-        k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in names
-    }
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in names}
 
 
 def _response_text(payload: Any) -> str:

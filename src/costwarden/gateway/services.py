@@ -81,10 +81,10 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
     caller = UpstreamCaller(
         router,
-        session,
-        gw.retry,
-        resolve_api_keys(settings, env),
-        (gw.connect_timeout_s, gw.request_timeout_s),
+        session=session,
+        retry=gw.retry,
+        api_keys=resolve_api_keys(settings, env),
+        timeouts=(gw.connect_timeout_s, gw.request_timeout_s),
     )
     tokens = TokenCounter()
     tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from costwarden.config import ModelConfig
 from costwarden.gateway.asgi import Receive, Send
-from costwarden.gateway.outcome import finish_record, id_headers
+from costwarden.gateway.outcome import Flight, finish_record, id_headers
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
 from costwarden.providers.base import MESSAGES, StreamTracker
 from costwarden.providers.registry import adapter_for
@@ -33,18 +32,12 @@ class StreamRelay:
         self._s = services
 
     async def relay(
-        self,
-        spec: CallSpec,
-        result: UpstreamResult,
-        record: UsageRecord,
-        model: ModelConfig,
-        t0: float,
-        receive: Receive,
-        send: Send,
+        self, flight: Flight, result: UpstreamResult, receive: Receive, send: Send
     ) -> None:
+        record, api = flight.record, flight.spec.api
         response = result.response
         assert response is not None
-        tracker = adapter_for(result.target.endpoint.provider).stream_tracker(spec.api)
+        tracker = adapter_for(result.target.endpoint.provider).stream_tracker(api)
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone, response))
         started = time.perf_counter() - result.attempt.latency_ms / 1000
@@ -60,45 +53,44 @@ class StreamRelay:
             async for chunk in response.content.iter_any():
                 tracker.feed(chunk)
                 if tracker.finished and not recorded:
-                    self._record(spec, result, record, tracker, t0, started, Status.OK)
+                    self._record(flight, result, tracker, started, Status.OK)
                     recorded = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (aiohttp.ClientError, TimeoutError, OSError):
             pass  # a cut (or our own close after a disconnect): classified below
         finally:
             watcher.cancel()
             response.close()
         if not recorded:
             status = Status.CLIENT_DISCONNECT if gone.is_set() else Status.STREAM_CUT
-            self._record(spec, result, record, tracker, t0, started, status)
+            self._record(flight, result, tracker, started, status)
             if status is Status.STREAM_CUT:
                 with contextlib.suppress(OSError):
-                    await send(
-                        {"type": "http.response.body", "body": _cut_event(spec.api), "more_body": True}
-                    )
+                    cut = _cut_event(api)
+                    await send({"type": "http.response.body", "body": cut, "more_body": True})
         with contextlib.suppress(OSError):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _record(
         self,
-        spec: CallSpec,
+        flight: Flight,
         result: UpstreamResult,
-        record: UsageRecord,
         tracker: StreamTracker,
-        t0: float,
         started: float,
         status: Status,
     ) -> None:
+        record = flight.record
         attempt = result.attempt
         attempt.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         attempt.reported_model = tracker.reported_model
-        attempt.usage = self._usage(spec, record, tracker, status)
-        price = self._s.prices.price_for(result.target.model, result.target.endpoint, record.created_at)
+        attempt.usage = self._usage(flight.spec, record, tracker, status)
+        target = result.target
+        price = self._s.prices.price_for(target.model, target.endpoint, record.created_at)
         attempt.cost = price.cost(attempt.usage) if price is not None else None
         if status is not Status.OK:
             attempt.error = status.value
             record.error_type = status.value
-        finish_record(record, t0, status, 200 if status is Status.OK else 499)
+        finish_record(record, flight.t0, status, 200 if status is Status.OK else 499)
         self._s.ledger.append(record)
 
     def _usage(

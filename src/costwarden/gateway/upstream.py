@@ -59,7 +59,7 @@ class CallSpec:
     client_headers: Mapping[str, str]  # provider headers the client asked to forward
 
 
-class _RetryableFailure(Exception):  # noqa: N818 - internal control flow
+class _RetryableFailure(Exception):
     def __init__(self, error: Exception, retry_after: float | None = None) -> None:
         super().__init__(str(error))
         self.error = error
@@ -70,6 +70,7 @@ class UpstreamCaller:
     def __init__(
         self,
         router: Router,
+        *,
         session: aiohttp.ClientSession,
         retry: RetryConfig,
         api_keys: Mapping[str, str | None],
@@ -106,7 +107,7 @@ class UpstreamCaller:
                     last_result = failure.error.result
         if last_result is not None:  # every try answered with an error: pass the last through
             return last_result
-        if last is not None and isinstance(last.error, asyncio.TimeoutError):
+        if last is not None and isinstance(last.error, TimeoutError):
             raise UpstreamTimeout(f"upstream timed out after {tries} attempt(s)")
         detail = f": {last.error}" if last is not None else ""
         raise UpstreamUnavailable(f"no upstream reachable after {tries} attempt(s){detail}")
@@ -116,7 +117,7 @@ class UpstreamCaller:
         if retry_after is not None and 0 <= retry_after <= cap:
             return retry_after
         # Full jitter: spreads retries of many clients instead of synchronising them.
-        return self._rng.random() * min(cap, self._retry.backoff_base_s * (2 ** (tries - 1)))
+        return self._rng.random() * min(cap, self._retry.backoff_base_s * (2.0 ** (tries - 1)))
 
     async def _attempt(
         self, target: Target, spec: CallSpec, record: UsageRecord, t0: float
@@ -146,7 +147,7 @@ class UpstreamCaller:
                 headers=request.headers,
                 timeout=self._stream_timeout if spec.stream else self._unary_timeout,
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             attempt.error = f"{type(exc).__name__}: {exc}"[:500]
             self._router.record_failure(target)
@@ -170,7 +171,7 @@ class UpstreamCaller:
     ) -> UpstreamResult:
         try:
             body = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             attempt.error = f"{type(exc).__name__}: {exc}"[:500]
             self._router.record_failure(target)
@@ -192,7 +193,7 @@ class UpstreamCaller:
         return result
 
 
-class _StatusFailure(Exception):  # noqa: N818 - carries a retryable error response
+class _StatusFailure(Exception):
     def __init__(self, result: UpstreamResult) -> None:
         super().__init__(f"upstream answered {result.status}")
         self.result = result
