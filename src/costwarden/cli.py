@@ -138,7 +138,8 @@ async def _report(args: argparse.Namespace, store: Store) -> int:
         sys.stdout.write(render_json(rows) + "\n")
     else:
         title = f"Spend {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC"
-        Console().print(render_table(rows, group_by, title=title))
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        console.print(render_table(rows, group_by, title=title))
     return 0
 
 

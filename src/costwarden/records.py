@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,6 +109,22 @@ class Attempt:
 
 def new_request_id() -> str:
     return "cw-" + uuid.uuid4().hex
+
+
+class RequestIds:
+    """Request ids for one process: a random 64-bit prefix and a counter.
+
+    Unique across processes and restarts (the prefix), sortable within a process, and about
+    twenty times cheaper than a uuid4 per request on the hot path. Ids are not secrets: reading
+    a record by id needs the admin key.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = "cw-" + os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
 
 
 def utcnow() -> datetime:

@@ -35,11 +35,11 @@ from costwarden.providers.base import MESSAGES
 from costwarden.providers.registry import adapter_for
 from costwarden.records import (
     Principal,
+    RequestIds,
     Status,
     Tags,
     TokenUsage,
     UsageRecord,
-    new_request_id,
     utcnow,
 )
 
@@ -55,6 +55,7 @@ class ProxyPipeline:
         self._limit = services.settings.gateway.max_body_bytes
         self._reject_unpriced = services.settings.gateway.unknown_model_pricing == "reject"
         self._relay = StreamRelay(services)
+        self._ids = RequestIds()
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
@@ -64,7 +65,7 @@ class ProxyPipeline:
             principal = await self._authenticate(scope)
             payload = parse_json_object(await read_body(scope, receive, self._limit))
             info = validate(api, payload)
-            record = _new_record(api, info, principal, scope)
+            record = _new_record(self._ids(), api, info, principal, scope)
             self._resolve(api, record)
             flight = Flight(
                 CallSpec(api, payload, info.stream, _forwarded_headers(api, scope)), record, t0
@@ -169,9 +170,11 @@ class ProxyPipeline:
         self._s.ledger.append(record)
 
 
-def _new_record(api: str, info: RequestInfo, principal: Principal, scope: Scope) -> UsageRecord:
+def _new_record(
+    request_id: str, api: str, info: RequestInfo, principal: Principal, scope: Scope
+) -> UsageRecord:
     return UsageRecord(
-        request_id=new_request_id(),
+        request_id=request_id,
         created_at=utcnow(),
         api=api,
         requested_model=info.model,
