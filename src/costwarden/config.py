@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costwarden.errors import ConfigError
+from costwarden.policy.config import PolicyConfig, StateConfig
 
 
 class _Model(BaseModel):
@@ -158,6 +159,8 @@ class Settings(_Model):
     gateway: GatewayConfig = GatewayConfig()
     ledger: LedgerConfig = LedgerConfig()
     models: tuple[ModelConfig, ...] = ()
+    policy: PolicyConfig = PolicyConfig()
+    state: StateConfig = StateConfig()
     demo: bool = False  # serving the built-in fake upstream; labelled "simulated"
 
     @model_validator(mode="after")
@@ -171,7 +174,19 @@ class Settings(_Model):
             missing = [f for f in m.fallbacks if f not in known]
             if missing:
                 raise ValueError(f"model {m.name!r} falls back to unknown models {missing}")
+        self._check_policy_models(known)
         return self
+
+    def _check_policy_models(self, known: set[str]) -> None:
+        """Pins and environment maps must lead to configured models (fail at start-up)."""
+        targets = {f"pins.{alias}": model for alias, model in self.policy.pins.items()}
+        for env, rule in self.policy.environments.items():
+            targets.update(
+                {f"environments.{env}.model_map.{k}": v for k, v in rule.model_map.items()}
+            )
+        unknown = {where: model for where, model in targets.items() if model not in known}
+        if unknown:
+            raise ValueError(f"policy names models that are not configured: {unknown}")
 
     def model(self, name: str) -> ModelConfig | None:
         for m in self.models:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from costwarden.errors import CostwardenError
 from costwarden.gateway.upstream import CallSpec
+from costwarden.policy.engine import Admission
 from costwarden.records import Status, UsageRecord, utcnow
 
 
@@ -17,6 +18,8 @@ class Flight:
     spec: CallSpec
     record: UsageRecord
     t0: float  # perf_counter() at arrival
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # policy headers (x-ratelimit-*) to send
+    admission: Admission | None = None  # the budget reservation this request holds
 
 
 def finish_record(record: UsageRecord, t0: float, status: Status, http_status: int) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from costwarden.config import ModelConfig
 from costwarden.errors import AuthenticationError, CostwardenError, InvalidRequest, UnknownModel
+from costwarden.gateway.admission import Admitter
 from costwarden.gateway.asgi import (
     ClientGone,
     Receive,
@@ -31,6 +33,8 @@ from costwarden.gateway.services import Services
 from costwarden.gateway.streaming import StreamRelay
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
 from costwarden.gateway.validation import RequestInfo, validate
+from costwarden.policy.engine import Admission
+from costwarden.policy.pinning import ModelResolution
 from costwarden.providers.base import MESSAGES
 from costwarden.providers.registry import adapter_for
 from costwarden.records import (
@@ -45,6 +49,17 @@ from costwarden.records import (
 
 log = logging.getLogger("costwarden.gateway")
 
+
+@dataclass(slots=True)
+class _Held:
+    """What a request has acquired so far, for the handlers that must clean up after it."""
+
+    t0: float  # perf_counter() at arrival
+    record: UsageRecord | None = None
+    resolution: ModelResolution | None = None
+    admission: Admission | None = None
+
+
 # Client headers forwarded to an upstream of the matching protocol.
 _FORWARDED = {MESSAGES: (b"anthropic-version", b"anthropic-beta")}
 
@@ -56,40 +71,75 @@ class ProxyPipeline:
         self._reject_unpriced = services.settings.gateway.unknown_model_pricing == "reject"
         self._relay = StreamRelay(services)
         self._ids = RequestIds()
+        self._admitter = Admitter(
+            services.policy, services.prices, services.tokens, services.router
+        )
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
-        t0 = time.perf_counter()
-        anthropic = api == MESSAGES
-        record: UsageRecord | None = None
+        held = _Held(time.perf_counter())
+        t0 = held.t0
         try:
-            principal = await self._authenticate(scope)
-            payload = parse_json_object(await read_body(scope, receive, self._limit))
-            info = validate(api, payload)
-            record = _new_record(self._ids(), api, info, principal, scope)
-            self._resolve(api, record)
-            flight = Flight(
-                CallSpec(api, payload, info.stream, _forwarded_headers(api, scope)), record, t0
-            )
-            result = await self._s.caller.call(flight.spec, record, t0)
-            if result.response is not None:
-                await self._relay.relay(flight, result, receive, send)
-            else:
-                await self._respond_unary(flight, result, send)
+            await self._proceed(api, scope, receive, send, held)
         except ClientGone:
-            if record is not None:
-                self._finish(record, t0, Status.CLIENT_DISCONNECT, 499)
+            self._finish_once(held.record, t0, Status.CLIENT_DISCONNECT, 499)
         except CostwardenError as exc:
-            if record is not None:
-                mark_error(record, exc)
-                self._finish(record, t0, record.status, exc.http_status)
-            await send_error(send, exc, anthropic=anthropic, extra_headers=id_headers(record))
+            if held.record is not None and held.record.finished_at is None:
+                mark_error(held.record, exc)
+                self._finish(held.record, t0, held.record.status, exc.http_status)
+            await send_error(
+                send, exc, anthropic=api == MESSAGES, extra_headers=id_headers(held.record)
+            )
         except Exception:
             # A bug of ours: still keep the one-record promise, and answer instead of hanging.
             log.exception("unhandled error in %s request", api)
-            if record is not None and record.finished_at is None:
-                record.error_type = "gateway_error"
-                self._finish(record, t0, Status.GATEWAY_ERROR, 500)
-            await send_error(send, CostwardenError("internal gateway error"), anthropic=anthropic)
+            if held.record is not None and held.record.finished_at is None:
+                held.record.error_type = "gateway_error"
+            self._finish_once(held.record, t0, Status.GATEWAY_ERROR, 500)
+            await send_error(
+                send, CostwardenError("internal gateway error"), anthropic=api == MESSAGES
+            )
+        finally:
+            await self._after(held)
+
+    async def _proceed(
+        self, api: str, scope: Scope, receive: Receive, send: Send, held: _Held
+    ) -> None:
+        t0 = held.t0
+        principal = await self._authenticate(scope)
+        body = await read_body(scope, receive, self._limit)
+        payload = parse_json_object(body)
+        info = validate(api, payload)
+        held.record = record = _new_record(self._ids(), api, info, principal, scope)
+        held.resolution = self._s.policy.resolve_model(info.model, record.tags.env)
+        record.resolved_model = held.resolution.model
+        self._resolve(api, record)
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        if self._admitter.active:
+            held.admission = await self._admitter.admit(
+                api, payload, len(body), record, info.max_output_tokens
+            )
+            headers = tuple((k.encode(), v.encode()) for k, v in held.admission.headers.items())
+        spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
+        flight = Flight(spec, record, t0, headers, held.admission)
+        result = await self._s.caller.call(spec, record, t0)
+        if result.response is not None:
+            await self._relay.relay(flight, result, receive, send)
+        else:
+            await self._respond_unary(flight, result, send)
+
+    async def _after(self, held: _Held) -> None:
+        """Settle the reservation and check the pin, once the record is final."""
+        record = held.record
+        if held.admission is not None and record is not None:
+            await self._admitter.settle(held.admission, record)
+        if held.resolution is not None and record is not None and record.reported_model:
+            self._s.policy.check_reported_model(held.resolution, record.reported_model)
+
+    def _finish_once(
+        self, record: UsageRecord | None, t0: float, status: Status, http_status: int
+    ) -> None:
+        if record is not None and record.finished_at is None:
+            self._finish(record, t0, status, http_status)
 
     async def _authenticate(self, scope: Scope) -> Principal:
         key = _bearer(header(scope, b"authorization")) or header(scope, b"x-api-key")
@@ -132,11 +182,12 @@ class ProxyPipeline:
             record.error_type = "upstream_error"
             record.error_message = body[:500].decode("utf-8", "replace")
             self._finish(record, t0, Status.UPSTREAM_ERROR, result.status)
-            await send_bytes(send, result.status, body, (*id_headers(record), *result.headers))
-            return
-        self._price_unary(flight.spec, result, record, body)
-        self._finish(record, t0, Status.OK, result.status)
-        await send_bytes(send, result.status, body, (*id_headers(record), *result.headers))
+        else:
+            self._price_unary(flight.spec, result, record, body)
+            self._finish(record, t0, Status.OK, result.status)
+        await send_bytes(
+            send, result.status, body, (*id_headers(record), *flight.headers, *result.headers)
+        )
 
     def _price_unary(
         self, spec: CallSpec, result: UpstreamResult, record: UsageRecord, body: bytes

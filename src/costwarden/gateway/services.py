@@ -13,7 +13,10 @@ from costwarden.gateway.routing import Router
 from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
+from costwarden.policy.engine import PolicyEngine
 from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.state.base import StateBackend
+from costwarden.state.factory import build_state_backend
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -28,10 +31,13 @@ class Services:
     router: Router
     caller: UpstreamCaller
     session: aiohttp.ClientSession
+    state: StateBackend
+    policy: PolicyEngine
 
     async def close(self) -> None:
         await self.session.close()
         await self.ledger.close()
+        await self.state.aclose()
 
 
 def resolve_api_keys(settings: Settings, environ: dict[str, str]) -> dict[str, str | None]:
@@ -88,4 +94,6 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     )
     tokens = TokenCounter()
     tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
-    return Services(settings, prices, tokens, ledger, keys, router, caller, session)
+    state = build_state_backend(settings.state)
+    policy = PolicyEngine(settings.policy, state, lease_seconds=settings.state.lease_seconds)
+    return Services(settings, prices, tokens, ledger, keys, router, caller, session, state, policy)

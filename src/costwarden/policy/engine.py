@@ -91,6 +91,21 @@ class PolicyEngine:
     def config(self) -> PolicyConfig:
         return self._config
 
+    @property
+    def has_controls(self) -> bool:
+        """False when no budget, rate limit or breaker applies to anything: the gateway then
+        skips admission (and its state round trip) altogether."""
+        breakers = self._config.breakers
+        session = breakers.session
+        return bool(
+            self._budget_rules
+            or self._config.rate_limits
+            or session.max_steps
+            or session.max_spend_usd
+            or session.loop_repeat_k
+            or breakers.velocity.usd_per_minute
+        )
+
     def resolve_model(self, requested: str, env: str | None) -> ModelResolution:
         return pinning.resolve_model(self._config, requested, env)
 

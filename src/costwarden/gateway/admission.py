@@ -1,0 +1,136 @@
+"""Admission and settlement of one request against the spend controls.
+
+Before the upstream call: estimate the prompt, bound the output (and make the upstream call
+carry that bound, so the estimate really is a worst case), price the worst case at the dearest
+target the request may reach (fallbacks included), and reserve it atomically on every budget,
+rate limit and breaker that applies. After the call: replace the reservation by the actual
+cost, or return it if the request never reached an upstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from costwarden.gateway.routing import Router
+from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
+from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.providers.base import CHAT, EMBEDDINGS
+from costwarden.records import UsageRecord, utcnow
+
+log = logging.getLogger("costwarden.gateway")
+
+# Above this many body bytes the prompt is bounded by its byte length (a BPE token is at least
+# one byte) instead of tokenised: exact counting of a 1 MB RAG prompt would cost ~100 ms of CPU
+# on the hot path, and the reservation is corrected at settlement anyway.
+_TOKENISE_BELOW_BYTES = 32 * 1024
+_MESSAGE_OVERHEAD = 4  # tokens per message a chat format adds beyond the text itself
+
+# Reasoning families refuse ``max_tokens`` on chat and need ``max_completion_tokens``.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+# Fields that change between identical agent steps without changing what is asked.
+_VOLATILE_FIELDS = ("stream", "stream_options", "user", "metadata", "x_fake")
+
+
+class Admitter:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        prices: PriceBook,
+        tokens: TokenCounter,
+        router: Router,
+    ) -> None:
+        self._engine = engine
+        self._prices = prices
+        self._tokens = tokens
+        self._router = router
+        self._detect_loops = engine.config.breakers.session.loop_repeat_k is not None
+
+    @property
+    def active(self) -> bool:
+        return self._engine.has_controls
+
+    async def admit(
+        self,
+        api: str,
+        body: dict[str, Any],
+        body_size: int,
+        record: UsageRecord,
+        max_output: int | None,
+    ) -> Admission:
+        """Reserve the worst case; sets the output bound on ``body`` when the client gave none."""
+        assert record.principal is not None and record.resolved_model is not None
+        model = record.resolved_model
+        prompt = self._estimate_prompt(api, model, body, body_size)
+        bound = 1 if api == EMBEDDINGS else max_output
+        admission = await self._engine.admit(
+            AdmissionRequest(
+                principal=record.principal,
+                tags=record.tags,
+                model=model,
+                estimated_input_tokens=prompt,
+                max_output_tokens=bound,
+                worst_case_cost=self._worst_case(model, prompt, bound),
+                fingerprint=self._fingerprint(body) if self._detect_loops else None,
+            )
+        )
+        if bound is None:
+            upstream = self._router.targets(model)[0].endpoint.upstream_model or model
+            body[_output_field(api, upstream)] = admission.max_output_tokens
+        return admission
+
+    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        try:
+            if record.attempts:
+                await self._engine.settle(admission, record.cost, record.usage.total_tokens)
+            else:
+                await self._engine.release(admission)
+        except Exception:
+            # The lease expires on its own; a failed settle must not fail an answered request.
+            log.exception("settling reservation %s failed", admission.lease_id)
+
+    async def release(self, admission: Admission) -> None:
+        try:
+            await self._engine.release(admission)
+        except Exception:
+            log.exception("releasing reservation %s failed", admission.lease_id)
+
+    def _estimate_prompt(self, api: str, model: str, body: dict[str, Any], size: int) -> int:
+        if size < _TOKENISE_BELOW_BYTES:
+            return self._tokens.estimate_request(api, model, body)
+        messages = body.get("messages")
+        overhead = _MESSAGE_OVERHEAD * (len(messages) + 1) if isinstance(messages, list) else 0
+        return size + overhead
+
+    def _worst_case(self, model: str, prompt: int, max_output: int | None) -> Decimal:
+        """The dearest price among the targets this request may reach."""
+        output = max_output or self._engine.config.default_max_output_tokens
+        worst = Decimal(0)
+        now = utcnow()
+        seen: set[tuple[str, str]] = set()
+        for target in self._router.plan(model):
+            ident = (target.model.name, target.endpoint.name)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            price = self._prices.price_for(target.model, target.endpoint, now)
+            if price is not None:  # unpriced targets are rejected upstream of here by default
+                worst = max(worst, price.worst_case(prompt, output))
+        return worst
+
+    @staticmethod
+    def _fingerprint(body: dict[str, Any]) -> str:
+        stable = {k: v for k, v in body.items() if k not in _VOLATILE_FIELDS}
+        digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16)
+        return digest.hexdigest()
+
+
+def _output_field(api: str, model: str) -> str:
+    if api == CHAT and model.startswith(_REASONING_PREFIXES):
+        return "max_completion_tokens"
+    return "max_tokens"
