@@ -143,7 +143,7 @@ async def test_rate_limit_admits_exactly_the_limit(
     ok = [r for r in results if r[0] == 200]
     limited = [r for r in results if r[0] == 429]
     assert len(ok) == 7 and len(limited) == 13
-    status, headers, payload = limited[0]
+    _, headers, payload = limited[0]
     assert payload["error"]["code"] == "rate_limit_exceeded"
     assert int(headers["retry-after"]) >= 1
     assert "x-ratelimit-limit-requests" in headers
@@ -212,7 +212,7 @@ async def test_session_spend_breaker(
             "messages": [{"role": "user", "content": f"step {i}"}],
             "max_tokens": 16,
         }
-        status, hdrs, payload = await post_raw(gw, body, headers)
+        status, hdrs, _ = await post_raw(gw, body, headers)
         if status != 200:
             break
         spent += Decimal(hdrs["x-costwarden-cost"])
