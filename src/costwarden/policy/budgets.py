@@ -14,6 +14,7 @@ retry after ``Retry-After``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from costwarden.state.base import ScopeKey, ScopeSettlement, ScopeUsage
 
 _Dim = TypeVar("_Dim", bound=str)
 COUNTER_RETENTION = timedelta(days=35)
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]*")
 TRANSIENT_RETRY_S = 1  # only in-flight reservations block: they settle within a request's time
 
 
@@ -40,7 +42,9 @@ def scope_label(scope: Mapping[_Dim, str], dimensions: dict[str, str | None]) ->
         wanted, actual = scope[dimension], dimensions.get(dimension)
         if actual is None or wanted not in (EACH, actual):
             return None
-        parts.append(f"{dimension}={quote(actual, safe='')}")
+        # quote() costs ~2 µs a call; most ids need no escaping at all.
+        safe = actual if _PLAIN.fullmatch(actual) else quote(actual, safe="")
+        parts.append(f"{dimension}={safe}")
     return ",".join(parts) or "global"
 
 
@@ -48,6 +52,29 @@ def scope_label(scope: Mapping[_Dim, str], dimensions: dict[str, str | None]) ->
 class PeriodWindow:
     label: str  # "2026-11-24", "2026-W48", "2026-11", "lifetime"
     resets_at: datetime | None  # start of the next period (aware, in the policy timezone)
+    starts_at: datetime | None = None  # start of this period (None for lifetime)
+
+
+class PeriodCache:
+    """Current period windows, recomputed only when the clock leaves them.
+
+    Working out a calendar period (timezone conversion, strftime) costs ~20 µs; a request
+    checks several budgets, and the answer changes once a day at most.
+    """
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self._tz = tz
+        self._windows: dict[str, tuple[float, float, PeriodWindow]] = {}
+
+    def window(self, period: Period, now: float) -> PeriodWindow:
+        hit = self._windows.get(period)
+        if hit is not None and hit[0] <= now < hit[1]:
+            return hit[2]
+        window = current_period(period, now, self._tz)
+        start = window.starts_at.timestamp() if window.starts_at else -math.inf
+        end = window.resets_at.timestamp() if window.resets_at else math.inf
+        self._windows[period] = (start, end, window)
+        return window
 
 
 def current_period(period: Period, now: float, tz: ZoneInfo) -> PeriodWindow:
@@ -56,16 +83,16 @@ def current_period(period: Period, now: float, tz: ZoneInfo) -> PeriodWindow:
         return PeriodWindow("lifetime", None)
     if period == "day":
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        return PeriodWindow(start.strftime("%Y-%m-%d"), _next_local(start, days=1, tz=tz))
+        return PeriodWindow(start.strftime("%Y-%m-%d"), _next_local(start, days=1, tz=tz), start)
     if period == "week":
         monday = (local - timedelta(days=local.weekday())).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
         year, week, _ = monday.isocalendar()
-        return PeriodWindow(f"{year}-W{week:02d}", _next_local(monday, days=7, tz=tz))
+        return PeriodWindow(f"{year}-W{week:02d}", _next_local(monday, days=7, tz=tz), monday)
     first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = (first.replace(tzinfo=None) + timedelta(days=32)).replace(day=1)
-    return PeriodWindow(first.strftime("%Y-%m"), following.replace(tzinfo=tz))
+    return PeriodWindow(first.strftime("%Y-%m"), following.replace(tzinfo=tz), first)
 
 
 def _next_local(start: datetime, *, days: int, tz: ZoneInfo) -> datetime:
@@ -85,14 +112,22 @@ class BudgetScope:
 
 
 def budget_scopes(
-    rules: tuple[BudgetRule, ...], dimensions: dict[str, str | None], now: float, tz: ZoneInfo
+    rules: tuple[BudgetRule, ...],
+    dimensions: dict[str, str | None],
+    now: float,
+    tz: ZoneInfo,
+    *,
+    periods: PeriodCache | None = None,
 ) -> list[BudgetScope]:
     by_key: dict[str, BudgetScope] = {}
     for rule in rules:
         label = scope_label(rule.scope, dimensions)
         if label is None:
             continue
-        window = current_period(rule.period, now, tz)
+        if periods is not None:
+            window = periods.window(rule.period, now)
+        else:
+            window = current_period(rule.period, now, tz)
         key = f"budget:{label}:{rule.period}:{window.label}"
         expires = None
         if window.resets_at is not None:

@@ -159,6 +159,9 @@ class PolicyConfig(_Model):
     # Output bound used for the worst-case estimate when a request gives no max_tokens; the
     # gateway sets it on the upstream call so that the estimate really is a bound.
     default_max_output_tokens: int = Field(default=4096, gt=0)
+    # How often each replica re-reads the budgets managed at run time (admin API / CLI) from
+    # the ledger database: a change made on one replica reaches the others within this.
+    budget_refresh_s: float = Field(default=2.0, gt=0)
 
     @field_validator("timezone")
     @classmethod

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -32,8 +32,15 @@ from costwarden.policy.breakers import (
     velocity_check,
     velocity_subject,
 )
+from costwarden.policy.budget_status import (
+    BudgetStatus,
+    EffectiveBudget,
+    budget_status,
+    effective_budgets,
+    runtime_rules,
+)
 from costwarden.policy.budgets import BudgetScope
-from costwarden.policy.config import PolicyConfig
+from costwarden.policy.config import BudgetRule, PolicyConfig
 from costwarden.policy.events import BreakerEvent, EventSink, LoggingEventSink
 from costwarden.policy.pinning import ModelResolution
 from costwarden.policy.ratelimit import rate_buckets, rate_limit_headers, rate_limited
@@ -85,7 +92,11 @@ class PolicyEngine:
         self._events: EventSink = events or LoggingEventSink()
         self._lease_seconds = lease_seconds
         self._tz = ZoneInfo(config.timezone)
-        self._budget_rules = config.all_budgets()
+        self._periods = budgets.PeriodCache(self._tz)
+        self._config_budgets = config.all_budgets()
+        self._runtime_budgets: tuple[BudgetRule, ...] = ()
+        self._effective = effective_budgets(self._config_budgets, ())
+        self._budget_rules = tuple(b.rule for b in self._effective)  # what admission reads
 
     @property
     def config(self) -> PolicyConfig:
@@ -106,6 +117,35 @@ class PolicyEngine:
             or breakers.velocity.usd_per_minute
         )
 
+    @property
+    def runtime_budgets(self) -> tuple[BudgetRule, ...]:
+        return self._runtime_budgets
+
+    @property
+    def budgets(self) -> tuple[EffectiveBudget, ...]:
+        """The rules admission applies now, each with where it comes from."""
+        return self._effective
+
+    def set_runtime_budgets(self, rules: Sequence[BudgetRule]) -> None:
+        """Replace the budgets managed at run time (named; a name shared with a config rule
+        replaces that rule). Cheap, and safe to call from a refresher task: the new set is
+        built first and swapped in with no ``await`` in between, so an admission sees the old
+        set or the new one, never a mix. Counters are keyed by scope and period, not by rule,
+        so changing a limit keeps what was already spent against it."""
+        runtime = runtime_rules(rules)
+        effective = effective_budgets(self._config_budgets, runtime)
+        self._runtime_budgets = runtime
+        self._effective = effective
+        self._budget_rules = tuple(b.rule for b in effective)
+
+    async def budget_status(
+        self, values: Mapping[str, str] | None = None, now: float | None = None
+    ) -> list[BudgetStatus]:
+        """Spent / reserved / remaining of each effective budget for these dimension values
+        (e.g. ``{"user": "alice"}``); see ``budget_status.budget_status``."""
+        at = self._clock() if now is None else now
+        return await budget_status(self._state, self._effective, values or {}, at, self._tz)
+
     def resolve_model(self, requested: str, env: str | None) -> ModelResolution:
         return pinning.resolve_model(self._config, requested, env)
 
@@ -124,7 +164,9 @@ class PolicyEngine:
         max_output = ctx.max_output_tokens or self._config.default_max_output_tokens
         tokens = ctx.estimated_input_tokens + max_output
         dimensions = _dimensions(ctx.principal, ctx.tags, ctx.model)
-        applicable = budgets.budget_scopes(self._budget_rules, dimensions, now, self._tz)
+        applicable = budgets.budget_scopes(
+            self._budget_rules, dimensions, now, self._tz, periods=self._periods
+        )
         breakers = self._config.breakers
         subject = session_subject(ctx.principal, ctx.tags)
         spend = session_spend_scope(breakers.session, subject, now)
