@@ -1,7 +1,7 @@
 """Typed settings, built once from YAML (+ environment) and passed in; never a global.
 
-``load_settings(path)`` reads a YAML file, substitutes ``${VAR}`` / ``${VAR:-default}`` from
-the environment, and validates it. Secrets never live in the file: an endpoint names the
+``load_settings(path)`` reads a YAML file, substitutes ``${VAR}`` / ``${VAR:-default}`` in its
+string values from the environment, and validates it. Secrets never live in the file: an endpoint names the
 environment variable that holds its key (``api_key_env``).
 """
 
@@ -217,10 +217,20 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         raise ConfigError(str(exc)) from exc
 
 
+def _expand_values(value: Any, environ: dict[str, str]) -> Any:
+    """Substitute in string values only, so comments and keys are never touched."""
+    if isinstance(value, str):
+        return _expand_env(value, environ)
+    if isinstance(value, dict):
+        return {k: _expand_values(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_values(v, environ) for v in value]
+    return value
+
+
 def load_settings(path: str | Path, environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
-    text = _expand_env(Path(path).read_text(encoding="utf-8"), env)
-    data = yaml.safe_load(text) or {}
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return settings_from_dict(data)
+    return settings_from_dict(_expand_values(data, env))
