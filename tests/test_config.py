@@ -25,7 +25,7 @@ def test_the_shipped_example_config_loads() -> None:
 def test_env_references_are_substituted(tmp_path: Path) -> None:
     path = tmp_path / "cw.yaml"
     path.write_text(
-        "ledger: {backend: postgres, postgres_dsn: '${PG_DSN}'}\ngateway: {port: ${PORT:-4321}}\n"
+        "ledger: {backend: postgres, postgres_dsn: '${PG_DSN}'}\ngateway:\n  port: ${PORT:-4321}\n"
     )
     settings = load_settings(path, environ={"PG_DSN": "postgresql://db/costs"})
     assert settings.ledger.postgres_dsn == "postgresql://db/costs"
