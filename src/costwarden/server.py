@@ -120,7 +120,7 @@ async def serve(options: ServeOptions) -> None:
         print(_banner(settings, key, upstream), file=sys.stderr, flush=True)
     elif not settings.models:
         raise SystemExit(
-            "no models configured: pass --config FILE (see docs/configuration.md) "
+            "no models configured: pass --config FILE (start from costwarden.example.yaml) "
             "or try `costwarden serve --demo`"
         )
     gateway = Gateway(settings)
