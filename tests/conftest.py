@@ -131,7 +131,9 @@ async def ledger_config(
         await store.close()
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute("TRUNCATE usage_records, spool_checkpoints, virtual_keys")
+            await conn.execute(
+                "TRUNCATE usage_records, spool_checkpoints, virtual_keys, policy_budgets"
+            )
         finally:
             await conn.close()
     return config

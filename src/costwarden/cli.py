@@ -2,6 +2,7 @@
 
     costwarden serve [--config FILE] [--host H] [--port P] [--demo]
     costwarden keys create --user U [--team T] [--name N] | keys list | keys revoke ID
+    costwarden budgets list | budgets set NAME --limit-usd X [...] | budgets delete NAME
     costwarden report [--by user,model] [--since 7d] [--until DATE] [--format table|csv|json]
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from rich.console import Console
 
+from costwarden.cli_budgets import add_budget_commands, budgets_command
 from costwarden.config import Settings, load_settings
 from costwarden.errors import ConfigError
 from costwarden.keys import KeyStore
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", parents=[common])
     revoke = keys_sub.add_parser("revoke", parents=[common])
     revoke.add_argument("key_id")
+
+    add_budget_commands(sub, common)
 
     report = sub.add_parser("report", help="spend over a time range", parents=[common])
     report.add_argument("--by", default="user,model", help=f"comma list of {', '.join(_GROUPS)}")
@@ -155,6 +159,7 @@ def _fake_upstream(args: argparse.Namespace) -> int:
 
 _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]] = {
     "keys": _keys,
+    "budgets": budgets_command,
     "report": _report,
     "migrate": _migrate,
 }

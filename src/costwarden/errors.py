@@ -11,6 +11,7 @@ the message text. ``to_openai()`` / ``to_anthropic()`` render the wire bodies.
     │   └── PayloadTooLarge              413   code=payload_too_large
     ├── NotFound                         404 not_found_error   (unknown route)
     ├── MethodNotAllowed                 405 invalid_request_error
+    ├── Conflict                         409 invalid_request_error (clashes with current state)
     ├── AuthenticationError              401 authentication_error
     ├── PermissionDenied                 403 permission_error
     ├── PolicyRejection                  429 rate_limit_error   (admission refused; see policy/)
@@ -98,6 +99,13 @@ class MethodNotAllowed(CostwardenError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+    anthropic_type = "invalid_request_error"
+
+
+class Conflict(CostwardenError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
     anthropic_type = "invalid_request_error"
 
 

@@ -32,6 +32,8 @@ class Status(enum.StrEnum):
     STREAM_CUT = "stream_cut"  # upstream cut the stream before it finished
     REJECTED = "rejected"  # refused by the gateway before any upstream call
     GATEWAY_ERROR = "gateway_error"  # a bug of ours; never for bad input
+    IN_FLIGHT = "in_flight"  # sent upstream, not finished yet (the ledger's pending marker)
+    INTERRUPTED = "interrupted"  # the gateway stopped before the request finished
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ import pytest
 
 from costwarden.config import LedgerConfig
 from costwarden.ledger import Checkpoint, ReportQueryError, Store, open_store, row_from_record
+from costwarden.policy.config import BudgetRule
 from costwarden.records import Status
 from tests.ledger.factory import BASE_TIME, make_record
 
@@ -173,3 +174,47 @@ async def test_rows_and_checkpoint_commit_together(ledger_store: Store) -> None:
     await ledger_store.insert_rows([row_from_record(r) for r in records], Checkpoint("seg-b", 7))
     assert await ledger_store.count_records() == 3
     assert await ledger_store.get_checkpoint("seg-b") == 7
+
+
+async def test_budget_rules_round_trip_exactly_in_name_order(ledger_store: Store) -> None:
+    rules = [
+        BudgetRule(
+            name="alpha",
+            scope={"user": "*", "model": "gpt-4o"},
+            period="day",
+            limit_usd=Decimal("0.000000123456789"),
+            soft_thresholds=(90, 25),
+        ),
+        BudgetRule(name="Zeta", scope={"env": "dev"}, period="lifetime", limit_usd=Decimal(7)),
+        BudgetRule(name="beta", limit_usd=Decimal("12345678.90")),
+    ]
+    for rule in rules:
+        await ledger_store.upsert_budget_rule(rule)
+    listed = await ledger_store.list_budget_rules()
+    # Code-point order on both backends, whatever the database collation.
+    assert [r.name for r in listed] == ["Zeta", "alpha", "beta"]
+    assert listed == sorted(rules, key=lambda r: str(r.name))
+    assert listed[1].limit_usd == Decimal("0.000000123456789")
+    assert listed[1].soft_thresholds == (25, 90)
+
+
+async def test_budget_rule_upsert_replaces_and_delete_removes(
+    ledger_store: Store, ledger_config: LedgerConfig
+) -> None:
+    await ledger_store.upsert_budget_rule(BudgetRule(name="ml", limit_usd=Decimal(10)))
+    changed = BudgetRule(name="ml", scope={"team": "ml"}, period="week", limit_usd=Decimal("2.5"))
+    await ledger_store.upsert_budget_rule(changed)
+    replica = await open_store(ledger_config)  # another process sharing the database
+    try:
+        assert await replica.list_budget_rules() == [changed]
+        assert await replica.delete_budget_rule("ml") is True
+    finally:
+        await replica.close()
+    assert await ledger_store.list_budget_rules() == []
+    assert await ledger_store.delete_budget_rule("ml") is False
+
+
+async def test_budget_rule_needs_a_name(ledger_store: Store) -> None:
+    with pytest.raises(ValueError, match="needs a name"):
+        await ledger_store.upsert_budget_rule(BudgetRule(limit_usd=Decimal(1)))
+    assert await ledger_store.list_budget_rules() == []

@@ -58,7 +58,7 @@ async def test_refusal_names_the_budget_its_numbers_and_when_it_resets(backend, 
     reset = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
     assert int(error.headers["retry-after"]) == math.ceil(reset - clock.now)
     assert error.details["scope_key"] == "budget:team=ml:month:2026-11"
-    assert error.details["remaining_usd"] == "0.05000000"
+    assert error.details["remaining_usd"] == "0.05"
     assert error.to_openai()["error"]["code"] == "budget_exceeded"
 
 

@@ -112,3 +112,66 @@ def create_key(config: Path, user: str, team: str | None = None) -> str:
         if line.startswith("key:"):
             return line.split(":", 1)[1].strip()
     raise RuntimeError(f"no key in output: {out!r}")
+
+
+def fake_upstream_command(port: int, workers: int = 1) -> list[str]:
+    """The fake upstream's command line; ``workers`` > 1 forks workers sharing one socket."""
+    return [
+        sys.executable,
+        "-m",
+        "costwarden.providers.fake_upstream",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+def gateway_command(config: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "costwarden",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+@contextmanager
+def spawned_together(
+    commands: list[tuple[list[str], int]], logs: Path | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start every ``(args, port)`` at once, then wait for all their ports.
+
+    N gateways then start in about the time of one instead of N times it (start-up is mostly
+    imports and tokenizer loading). ``logs``: a directory for ``proc-<port>.log`` files.
+    Processes still running at exit get SIGTERM, then SIGKILL after 10 s.
+    """
+    outputs: list[Any] = []
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for args, port in commands:
+            out = open(logs / f"proc-{port}.log", "wb") if logs else subprocess.DEVNULL  # noqa: SIM115
+            outputs.append(out)
+            started.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT))
+        for proc, (_, port) in zip(started, commands, strict=True):
+            wait_for_port(port, proc)
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in started:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for out in outputs:
+            if out is not subprocess.DEVNULL:
+                out.close()

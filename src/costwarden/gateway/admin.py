@@ -5,6 +5,7 @@
     DELETE /admin/keys/{id}       revoke
     GET    /admin/requests/{id}   one ledger record
     GET    /admin/spend?group_by=user,model&since=7d[&until=…][&user=…]   spend rows
+    /admin/budgets…               budgets managed at run time (see admin_budgets.py)
 
 The admin key comes from the environment variable named by ``gateway.admin_key_env``; with no
 such variable set the admin API is off (403), never open.
@@ -27,6 +28,7 @@ from costwarden.errors import (
     NotFound,
     PermissionDenied,
 )
+from costwarden.gateway.admin_budgets import BudgetAdmin
 from costwarden.gateway.asgi import (
     Receive,
     Scope,
@@ -49,6 +51,7 @@ class AdminAPI:
         self._s = services
         env = os.environ if environ is None else environ
         self._admin_key = env.get(services.settings.gateway.admin_key_env) or None
+        self._budgets = BudgetAdmin(services)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -88,6 +91,8 @@ class AdminAPI:
             return 200, await self._request(parts[1])
         if parts == ["spend"] and method == "GET":
             return 200, await self._spend(scope)
+        if parts and parts[0] == "budgets":
+            return await self._budgets.handle(method, parts[1:], scope, receive)
         raise NotFound(f"no admin route {method} {scope['path']}")
 
     async def _create_key(self, scope: Scope, receive: Receive) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
 from costwarden.policy.engine import PolicyEngine
+from costwarden.policy.runtime import RuntimeBudgets
 from costwarden.pricing import PriceBook, TokenCounter
 from costwarden.state.base import StateBackend
 from costwarden.state.factory import build_state_backend
@@ -33,8 +34,10 @@ class Services:
     session: aiohttp.ClientSession
     state: StateBackend
     policy: PolicyEngine
+    runtime_budgets: RuntimeBudgets
 
     async def close(self) -> None:
+        await self.runtime_budgets.stop()  # first: it reads the ledger store closed below
         await self.session.close()
         await self.ledger.close()
         await self.state.aclose()
@@ -96,4 +99,18 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
     state = build_state_backend(settings.state)
     policy = PolicyEngine(settings.policy, state, lease_seconds=settings.state.lease_seconds)
-    return Services(settings, prices, tokens, ledger, keys, router, caller, session, state, policy)
+    runtime_budgets = RuntimeBudgets(ledger.store, policy, settings.policy.budget_refresh_s)
+    await runtime_budgets.start()
+    return Services(
+        settings,
+        prices,
+        tokens,
+        ledger,
+        keys,
+        router,
+        caller,
+        session,
+        state,
+        policy,
+        runtime_budgets,
+    )

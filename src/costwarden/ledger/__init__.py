@@ -1,6 +1,7 @@
 """The durable ledger: one UsageRecord per client request, never lost once appended.
 
     ledger = await Ledger.open(settings.ledger)   # replays what a crash left behind
+    ledger.append_pending(record)                  # before the first upstream attempt
     ledger.append(record)                          # hot path: one write(), no await
     await ledger.flush()                           # everything appended so far is stored
     rows = await ledger.store.spend(["team"], since, until, {})

@@ -13,26 +13,47 @@ from typing import Any
 import asyncpg
 import orjson
 
-from costwarden.ledger.rows import COLUMNS, LedgerRow, as_utc, record_from_columns
-from costwarden.ledger.sql import Dialect, count_sql, load_migrations, spend_row, spend_sql
-from costwarden.ledger.store import Checkpoint, SpendRow, VirtualKey, sort_spend_rows
+from costwarden.ledger.rows import LedgerRow, as_utc, record_from_columns
+from costwarden.ledger.sql import (
+    INTERRUPTED_MESSAGE,
+    Dialect,
+    count_sql,
+    interrupt_in_flight_sql,
+    load_migrations,
+    spend_row,
+    spend_sql,
+    upsert_record_sql,
+)
+from costwarden.ledger.store import (
+    Checkpoint,
+    SpendRow,
+    VirtualKey,
+    budget_rule_from_json,
+    budget_rule_json,
+    budget_rule_name,
+    sort_spend_rows,
+)
+from costwarden.policy.config import BudgetRule
 from costwarden.records import UsageRecord, utcnow
 
 # Any constant works; it only has to be the same in every replica ("cw-migr" in ASCII).
 _MIGRATION_LOCK_ID = 0x63772D6D696772
 
 # Only constant column names are formatted in; every value is a bound parameter.
-_INSERT_RECORD = (
-    f"INSERT INTO usage_records ({', '.join(COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))}) "
-    "ON CONFLICT (request_id) DO NOTHING"
-)
+_INSERT_RECORD = upsert_record_sql(lambda index: f"${index}")
+_INTERRUPT_IN_FLIGHT = interrupt_in_flight_sql(lambda index: f"${index}")
 # GREATEST(): a checkpoint only moves forward, even if two writers ever raced on one segment.
 _UPSERT_CHECKPOINT = (
     "INSERT INTO spool_checkpoints (segment, byte_offset, updated_at) VALUES ($1, $2, $3) "
     "ON CONFLICT (segment) DO UPDATE SET "
     "byte_offset = GREATEST(spool_checkpoints.byte_offset, EXCLUDED.byte_offset), "
     "updated_at = EXCLUDED.updated_at"
+)
+# created_at survives a replacement; only the rule and updated_at change.
+_UPSERT_BUDGET = (
+    "INSERT INTO policy_budgets (name, rule, created_at, updated_at) "
+    "VALUES ($1, $2::jsonb, $3, $3) "
+    "ON CONFLICT (name) DO UPDATE SET rule = EXCLUDED.rule, updated_at = EXCLUDED.updated_at"
 )
 _KEY_COLUMNS = "key_id, key_prefix, user_id, team, name, metadata, created_at, revoked_at"
 
@@ -112,6 +133,10 @@ class PostgresStore:
                     _UPSERT_CHECKPOINT, checkpoint.segment, checkpoint.byte_offset, utcnow()
                 )
 
+    async def interrupt_in_flight(self, spool_writer: str) -> int:
+        status = await self._pool.execute(_INTERRUPT_IN_FLIGHT, INTERRUPTED_MESSAGE, spool_writer)
+        return int(status.rsplit(" ", 1)[1])  # "UPDATE <count>"
+
     async def get_record(self, request_id: str) -> UsageRecord | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM usage_records WHERE request_id = $1", request_id
@@ -189,3 +214,19 @@ class PostgresStore:
             key_hash,
         )
         return None if row is None else _key_from_row(row)
+
+    # -- budgets managed at run time -----------------------------------------------------
+    async def list_budget_rules(self) -> list[BudgetRule]:
+        # rule::text: asyncpg hands jsonb over as text anyway; the cast makes that explicit.
+        rows = await self._pool.fetch("SELECT name, rule::text AS rule FROM policy_budgets")
+        rules = [budget_rule_from_json(r["name"], r["rule"]) for r in rows]
+        return sorted(rules, key=budget_rule_name)  # the same order as SQLite, any collation
+
+    async def upsert_budget_rule(self, rule: BudgetRule) -> None:
+        await self._pool.execute(
+            _UPSERT_BUDGET, budget_rule_name(rule), budget_rule_json(rule), utcnow()
+        )
+
+    async def delete_budget_rule(self, name: str) -> bool:
+        status = await self._pool.execute("DELETE FROM policy_budgets WHERE name = $1", name)
+        return bool(status == "DELETE 1")

@@ -17,7 +17,8 @@ so writes never interleave. A process holds an exclusive ``flock`` on each segme
 as long as the segment exists (it is created under a temporary name, locked, then renamed, so
 it is never visible unlocked). At start-up, and from time to time after, a process claims the
 segments of dead processes: a non-blocking ``flock`` succeeds only when no live process holds
-the file. Segments rotate by size; a segment is deleted once all of it is in the store.
+the file. Segments rotate by size; a segment is deleted once all of it is in the store
+(except a closing ledger's last one when requests were still in flight: see ``writer.py``).
 """
 
 from __future__ import annotations
@@ -54,10 +55,22 @@ class Segment:
     ingested: int = 0  # bytes already copied into the store (the checkpoint)
     sealed: bool = False  # no more appends will come
     dirty: bool = False  # written since the last fsync
+    adopted: bool = False  # claimed from a dead writer (not written by this process)
+    retain: bool = False  # keep the file once drained: a later process must see it
 
     @property
     def drained(self) -> bool:
         return self.ingested >= self.end
+
+    @property
+    def writer(self) -> str:
+        """The id of the spool writer (process) that wrote this segment."""
+        return writer_of(self.name)
+
+
+def writer_of(segment_name: str) -> str:
+    """``seg-<writer id>-<seq>.spool`` → writer id."""
+    return segment_name.removeprefix("seg-").removesuffix(_SUFFIX).rsplit("-", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +93,8 @@ class Spool:
     def __init__(self, directory: Path, max_segment_bytes: int) -> None:
         self._dir = directory
         self._max_segment_bytes = max_segment_bytes
-        writer_id = f"{os.getpid()}-{time.time_ns()}-{secrets.token_hex(4)}"
-        self._own_prefix = f"seg-{writer_id}-"
+        self.writer_id = f"{os.getpid()}-{time.time_ns()}-{secrets.token_hex(4)}"
+        self._own_prefix = f"seg-{self.writer_id}-"
         self._next_seq = 0
         self._dir_dirty = False
         self.segments: list[Segment] = []  # oldest first
@@ -151,10 +164,12 @@ class Spool:
             self._dir_dirty = True
             return segment
 
-    def seal(self) -> None:
-        """Stop appending: the current segment becomes final (and deletable once drained)."""
+    def seal(self, *, retain: bool = False) -> None:
+        """Stop appending: the current segment becomes final (and deletable once drained,
+        unless ``retain``: then it stays for a later process to adopt)."""
         if self._current is not None:
             self._current.sealed = True
+            self._current.retain = retain
             self._current = None
 
     # -- durability ----------------------------------------------------------------------
@@ -230,7 +245,7 @@ class Spool:
             os.close(fd)
             return None
         size = os.fstat(fd).st_size
-        return Segment(name=path.name, path=path, fd=fd, end=size, sealed=True)
+        return Segment(name=path.name, path=path, fd=fd, end=size, sealed=True, adopted=True)
 
     @staticmethod
     def _still_linked(path: Path, fd: int) -> bool:

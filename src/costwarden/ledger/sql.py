@@ -15,9 +15,44 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
+from costwarden.ledger.rows import COLUMNS
 from costwarden.ledger.store import DIMENSIONS, ReportQueryError, SpendRow, check_dimensions
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+INTERRUPTED_MESSAGE = "gateway stopped before the request finished"
+
+
+def upsert_record_sql(placeholder: Callable[[int], str]) -> str:
+    """Insert one row; on a request_id already stored, a *final* row replaces a row that is
+    only a marker (``in_flight``, or ``interrupted`` by a replay that had not seen the final
+    line yet), and nothing else is ever replaced.
+
+    So a pending line never overwrites anything (a replayed one finds its final row), the first
+    final line of a request wins (replays are idempotent), and pending and final lines give the
+    final record in whatever order or batches they arrive.
+    """
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "request_id")
+    values = ", ".join(placeholder(i) for i in range(1, len(COLUMNS) + 1))
+    return (
+        f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({values}) "  # noqa: S608
+        f"ON CONFLICT (request_id) DO UPDATE SET {updates} "
+        "WHERE usage_records.status IN ('in_flight', 'interrupted') "
+        "AND excluded.status <> 'in_flight'"
+    )
+
+
+def interrupt_in_flight_sql(placeholder: Callable[[int], str]) -> str:
+    """Mark one spool writer's rows still in flight as interrupted (binds: message, writer).
+
+    The cost becomes NULL (unknown: the upstream may bill for it, and we cannot know how much),
+    never a silent 0; the row then counts in ``unknown_cost_requests``.
+    """
+    message, writer = placeholder(1), placeholder(2)
+    return (
+        "UPDATE usage_records SET status = 'interrupted', error_type = 'interrupted', "  # noqa: S608
+        f"error_message = {message}, cost = NULL, cost_input = NULL, cost_output = NULL "
+        f"WHERE status = 'in_flight' AND spool_writer = {writer}"
+    )
 
 
 @dataclass(frozen=True, slots=True)

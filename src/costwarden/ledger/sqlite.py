@@ -26,28 +26,43 @@ import orjson
 
 from costwarden.ledger.rows import COLUMNS, LedgerRow, as_utc, record_from_columns
 from costwarden.ledger.sql import (
+    INTERRUPTED_MESSAGE,
     Dialect,
     count_sql,
+    interrupt_in_flight_sql,
     load_migrations,
     spend_row,
     spend_sql,
     split_sqlite_script,
+    upsert_record_sql,
 )
-from costwarden.ledger.store import Checkpoint, SpendRow, VirtualKey, sort_spend_rows
+from costwarden.ledger.store import (
+    Checkpoint,
+    SpendRow,
+    VirtualKey,
+    budget_rule_from_json,
+    budget_rule_json,
+    budget_rule_name,
+    sort_spend_rows,
+)
+from costwarden.policy.config import BudgetRule
 from costwarden.records import UsageRecord, utcnow
 
 T = TypeVar("T")
 
 # Only constant column names are formatted in; every value is a bound parameter.
-_INSERT_RECORD = (
-    f"INSERT INTO usage_records ({', '.join(COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
-)
+_INSERT_RECORD = upsert_record_sql(lambda _index: "?")
+_INTERRUPT_IN_FLIGHT = interrupt_in_flight_sql(lambda _index: "?")
 # MAX(): a checkpoint only moves forward, even if two writers ever raced on one segment.
 _UPSERT_CHECKPOINT = (
     "INSERT INTO spool_checkpoints (segment, byte_offset, updated_at) VALUES (?, ?, ?) "
     "ON CONFLICT (segment) DO UPDATE SET "
     "byte_offset = MAX(byte_offset, excluded.byte_offset), updated_at = excluded.updated_at"
+)
+# created_at survives a replacement; only the rule and updated_at change.
+_UPSERT_BUDGET = (
+    "INSERT INTO policy_budgets (name, rule, created_at, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET rule = excluded.rule, updated_at = excluded.updated_at"
 )
 _KEY_COLUMNS = "key_id, key_prefix, user_id, team, name, metadata, created_at, revoked_at"
 # Exact addition: precision large enough that adding stored costs never rounds.
@@ -226,6 +241,14 @@ class SqliteStore:
 
         await self._run(insert)
 
+    async def interrupt_in_flight(self, spool_writer: str) -> int:
+        def interrupt(conn: sqlite3.Connection) -> int:
+            with _write_transaction(conn):
+                cursor = conn.execute(_INTERRUPT_IN_FLIGHT, (INTERRUPTED_MESSAGE, spool_writer))
+            return cursor.rowcount
+
+        return await self._run(interrupt)
+
     async def get_record(self, request_id: str) -> UsageRecord | None:
         def fetch(conn: sqlite3.Connection) -> dict[str, Any] | None:
             cursor = conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,))
@@ -329,3 +352,29 @@ class SqliteStore:
             return None if row is None else _key_from_row(row)
 
         return await self._run(fetch)
+
+    # -- budgets managed at run time -----------------------------------------------------
+    async def list_budget_rules(self) -> list[BudgetRule]:
+        rows = await self._run(
+            lambda conn: conn.execute("SELECT name, rule FROM policy_budgets").fetchall()
+        )
+        rules = [budget_rule_from_json(row["name"], row["rule"]) for row in rows]
+        return sorted(rules, key=budget_rule_name)
+
+    async def upsert_budget_rule(self, rule: BudgetRule) -> None:
+        now = sqlite_timestamp(utcnow())
+        values = (budget_rule_name(rule), budget_rule_json(rule), now, now)
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            with _write_transaction(conn):
+                conn.execute(_UPSERT_BUDGET, values)
+
+        await self._run(upsert)
+
+    async def delete_budget_rule(self, name: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            with _write_transaction(conn):
+                cursor = conn.execute("DELETE FROM policy_budgets WHERE name = ?", (name,))
+            return cursor.rowcount == 1
+
+        return await self._run(delete)

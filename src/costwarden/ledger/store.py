@@ -12,7 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+import orjson
+from pydantic import ValidationError
+
 from costwarden.ledger.rows import LedgerRow
+from costwarden.policy.config import BudgetRule
 from costwarden.records import UsageRecord
 
 # Report dimensions → the SQL expression each groups/filters on (same in both backends).
@@ -50,7 +54,12 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class SpendRow:
-    """One group of a spend report. ``cost`` sums only requests whose cost is known."""
+    """One group of a spend report. ``cost`` sums only requests whose cost is known.
+
+    ``requests`` counts every request on record, those still ``in_flight`` and those
+    ``interrupted`` by a gateway crash included: each reached an upstream, which may bill it.
+    Their cost is not known (NULL), so they count in ``unknown_cost_requests``, never as 0.
+    """
 
     group: dict[str, str | None]  # dimension → value, in the order asked for
     requests: int
@@ -58,7 +67,7 @@ class SpendRow:
     output_tokens: int
     cached_tokens: int  # cache reads (already part of input_tokens)
     cost: Decimal
-    unknown_cost_requests: int  # requests whose model had no price: not in ``cost``
+    unknown_cost_requests: int  # no price for the model, in flight, or interrupted
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-able dict: the group values, then the metrics; cost as exact text in
@@ -117,8 +126,14 @@ class Store(Protocol):
     async def insert_rows(
         self, rows: Sequence[LedgerRow], checkpoint: Checkpoint | None = None
     ) -> None:
-        """Insert rows, skipping request_ids already present, and in the same transaction
-        record ``checkpoint`` (so a replay after a crash is both complete and idempotent)."""
+        """Insert rows and, in the same transaction, record ``checkpoint`` (so a replay after
+        a crash is both complete and idempotent). A row whose request_id is already stored
+        replaces it only if the row is final (not ``in_flight``) and the stored one is
+        ``in_flight`` or ``interrupted``; otherwise it is skipped (the first final row wins)."""
+
+    async def interrupt_in_flight(self, spool_writer: str) -> int:
+        """Mark ``spool_writer``'s rows still ``in_flight`` as ``interrupted`` (cost NULL);
+        return how many. Only for a writer that is dead: its requests can never finish."""
 
     async def get_record(self, request_id: str) -> UsageRecord | None: ...
 
@@ -156,6 +171,37 @@ class Store(Protocol):
 
     async def find_key_by_hash(self, key_hash: str) -> VirtualKey | None:
         """The key (revoked or not) whose secret hashes to ``key_hash``."""
+
+    # -- budgets managed at run time -----------------------------------------------------
+    async def list_budget_rules(self) -> list[BudgetRule]:
+        """Every stored budget, ordered by name. Raises ``ValueError`` naming the row if one
+        no longer validates (a rule that cannot be read must not silently stop applying)."""
+
+    async def upsert_budget_rule(self, rule: BudgetRule) -> None:
+        """Create the rule, or replace the one with the same name (``rule.name`` required)."""
+
+    async def delete_budget_rule(self, name: str) -> bool:
+        """Remove the named rule; False if there was none."""
+
+
+def budget_rule_name(rule: BudgetRule) -> str:
+    """The id of a stored rule: its name, which a stored rule must have."""
+    if not rule.name:
+        raise ValueError("a budget stored at run time needs a name (it is its id)")
+    return rule.name
+
+
+def budget_rule_json(rule: BudgetRule) -> str:
+    """The stored form: the rule without its name (the row's key holds that), Decimals as
+    exact strings."""
+    return rule.model_dump_json(exclude={"name"})
+
+
+def budget_rule_from_json(name: str, text: str) -> BudgetRule:
+    try:
+        return BudgetRule.model_validate({**orjson.loads(text), "name": name})
+    except (ValidationError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"stored budget {name!r} is not a valid budget rule: {exc}") from exc
 
 
 def sort_spend_rows(rows: list[SpendRow], group_by: Sequence[str]) -> list[SpendRow]:

@@ -6,6 +6,14 @@ task copies the spool into the store in batches, recording in the same transacti
 got (segment + byte offset). After a crash, ``Ledger.open`` replays every segment past its
 checkpoint; inserts are keyed by request_id, so replaying a record twice stores it once.
 
+Requests in flight: ``append_pending`` writes a small marker line when a request is first sent
+upstream; the store holds it as an ``in_flight`` row until the request's final ``append``
+replaces it (in any order or batching, see ``sql.upsert_record_sql``). A process that dies
+leaves its in-flight rows behind; whoever adopts its segments marks them ``interrupted`` once
+it has copied the last of them (then no final line can come any more). Each row carries the
+id of the spool writer that wrote it, so only a dead writer's rows are ever marked: a live one
+holds a lock on its segments, which can therefore never be adopted.
+
 The copier reads the records back from the spool file (page cache) rather than keeping an
 in-memory copy: one path for live copying and crash replay, memory bounded during a long store
 outage, and the re-read costs ~3 µs of ``orjson.loads`` per record, off the request path (of
@@ -26,7 +34,13 @@ import orjson
 
 from costwarden.config import LedgerConfig
 from costwarden.ledger.backends import open_store
-from costwarden.ledger.rows import LedgerRow, encode_record, row_from_dict
+from costwarden.ledger.rows import (
+    LedgerRow,
+    drop_superseded,
+    encode_pending,
+    encode_record,
+    row_from_line,
+)
 from costwarden.ledger.spool import DEFAULT_MAX_SEGMENT_BYTES, LedgerClosedError, Segment, Spool
 from costwarden.ledger.store import Checkpoint, Store
 from costwarden.records import UsageRecord
@@ -48,8 +62,10 @@ class WriterTuning:
 
 @dataclass(slots=True)
 class LedgerStats:
-    appended: int = 0
-    lines_copied: int = 0  # decoded spool lines handed to the store (replays count again)
+    appended: int = 0  # final records
+    pending: int = 0  # in-flight markers (``append_pending``)
+    interrupted: int = 0  # rows of dead writers marked interrupted by this ledger
+    lines_copied: int = 0  # rows handed to the store (replays count again; see drop_superseded)
     bad_lines: int = 0  # undecodable spool lines skipped (torn writes)
     store_failures: int = 0  # failed copy attempts (each one retried)
     segments_adopted: int = 0  # segments taken over from dead processes
@@ -76,6 +92,7 @@ class Ledger:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._next_orphan_scan = 0.0
+        self._in_flight: set[str] = set()  # request_ids with a pending line and no final one
         self._copier: asyncio.Task[None] | None = None
         self._syncer: asyncio.Task[None] | None = None
         self._closed = False
@@ -126,17 +143,37 @@ class Ledger:
         ``LedgerClosedError`` after ``close()``, ``OSError`` if the disk refuses the write.
         """
         self._spool.append(encode_record(record))
+        self._in_flight.discard(record.request_id)
         self.stats.appended += 1
+
+    def append_pending(self, record: UsageRecord) -> None:
+        """Durably mark ``record``'s request as in flight (one ``write``, ~2.7 µs p50).
+
+        Call it just before the first upstream attempt, once ``record`` holds what is known
+        then (ids, principal, tags, models, provider); every call must be followed by the
+        request's final ``append``, whatever the outcome. The store keeps an ``in_flight`` row
+        (no cost) until the final record replaces it; if this process dies first, the process
+        that replays its spool marks the row ``interrupted``. Raises like ``append``.
+        """
+        self._spool.append(encode_pending(record))
+        self._in_flight.add(record.request_id)
+        self.stats.pending += 1
+
+    @property
+    def in_flight(self) -> int:
+        """Requests marked pending whose final record has not been appended yet."""
+        return len(self._in_flight)
 
     # -- waiting for the store -----------------------------------------------------------
     async def flush(self) -> None:
-        """Return once everything appended so far (and every adopted segment) is stored.
+        """Return once everything appended so far is stored, and every adopted segment is
+        replayed and gone (its writer's rows left in flight marked interrupted).
 
         While the store is down this waits (the copier keeps retrying).
         """
         targets = [(segment, segment.end) for segment in self._spool.segments]
         self._wake.set()
-        while any(segment.ingested < end for segment, end in targets):
+        while any(_unsettled(segment, end) for segment, end in targets):
             copier = self._copier
             if copier is None or copier.done():
                 raise LedgerClosedError("the ledger is closed") from _failure(copier)
@@ -152,7 +189,15 @@ class Ledger:
         if self._closed:
             return
         self._closed = True
-        self._spool.seal()
+        if self._in_flight:
+            # Their final records can no longer be appended: keep the spool's last segment, so
+            # that the next process to adopt it marks their rows interrupted.
+            log.warning(
+                "ledger closed with %d request(s) still in flight; they will be recorded as "
+                "interrupted",
+                len(self._in_flight),
+            )
+        self._spool.seal(retain=bool(self._in_flight))
         self._wake.set()
         try:
             if self._copier is not None:
@@ -197,7 +242,7 @@ class Ledger:
                 delay = min(delay * 2, self._tuning.retry_max_s)
                 continue
             delay = self._tuning.retry_min_s
-            if self._closed and not self._spool.segments:
+            if self._closed and all(segment.retain for segment in self._spool.segments):
                 return  # closing, and the store has everything
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._config.flush_interval_s)
@@ -227,30 +272,40 @@ class Ledger:
             segment.ingested = batch.next_offset
             self.stats.lines_copied += len(rows)
             self._pulse_progress()
-        if segment.sealed and segment.drained:
+        if segment.sealed and segment.drained and not segment.retain:
+            if segment.adopted and self._last_held_of_writer(segment):
+                # Every line this dead writer left is stored now: what is still in flight
+                # never finished. Before the file goes, so a crash here replays and re-marks.
+                self.stats.interrupted += await self._store.interrupt_in_flight(segment.writer)
             # Checkpoint first: a crash in between leaves a file that replays idempotently,
             # never a checkpoint row without its file.
             await self._store.delete_checkpoint(segment.name)
             self._spool.discard(segment)
             self._pulse_progress()
 
+    def _last_held_of_writer(self, segment: Segment) -> bool:
+        # Segments are copied oldest first, so the writer's others (if any) come later.
+        writer = segment.writer
+        return not any(s is not segment and s.writer == writer for s in self._spool.segments)
+
     async def _decode(self, lines: list[bytes], segment: Segment) -> list[LedgerRow]:
         # ~15 µs a line: yield between slices so a batch never stalls requests for long.
         rows: list[LedgerRow] = []
+        writer = segment.writer
         for start in range(0, len(lines), _DECODE_SLICE):
             if start:
                 await asyncio.sleep(0)
             for line in lines[start : start + _DECODE_SLICE]:
-                row = self._decode_line(line, segment)
+                row = self._decode_line(line, segment, writer)
                 if row is not None:
                     rows.append(row)
-        return rows
+        return drop_superseded(rows)
 
-    def _decode_line(self, line: bytes, segment: Segment) -> LedgerRow | None:
+    def _decode_line(self, line: bytes, segment: Segment, writer: str) -> LedgerRow | None:
         if not line.strip():
             return None
         try:
-            return row_from_dict(orjson.loads(line))
+            return row_from_line(orjson.loads(line), writer)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self.stats.bad_lines += 1
             log.warning(
@@ -269,6 +324,11 @@ class Ledger:
                 await self._spool.sync()
             except OSError:
                 log.exception("ledger: fsync of the spool failed")
+
+
+def _unsettled(segment: Segment, end: int) -> bool:
+    # An adopted segment is settled only once discarded: its interrupted rows are marked then.
+    return segment.ingested < end or (segment.adopted and segment.fd >= 0)
 
 
 def _failure(task: asyncio.Task[None] | None) -> BaseException | None:

@@ -99,7 +99,8 @@ class BudgetStatus:
 
 
 def _money(amount: Decimal | None) -> str | None:
-    return None if amount is None else f"{amount:f}"
+    # Fixed-point without trailing zeros: counters hold 8 decimals ("0.05000000" reads "0.05").
+    return None if amount is None else format(amount.normalize(), "f")
 
 
 async def budget_status(

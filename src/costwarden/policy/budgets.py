@@ -144,6 +144,11 @@ def budget_scopes(
     return list(by_key.values())
 
 
+def plain(amount: Decimal) -> str:
+    """A decimal for JSON: fixed-point and without trailing zeros ("0", not "0E-8")."""
+    return format(amount.normalize(), "f")
+
+
 def budget_exceeded(
     scope: BudgetScope, usage: ScopeUsage, amount: Decimal, now: float
 ) -> BudgetExceeded:
@@ -168,11 +173,11 @@ def budget_exceeded(
     details = {
         "budget": scope.label,
         "scope_key": scope.counter.key,
-        "limit_usd": str(usage.cap),
-        "spent_usd": str(usage.spent),
-        "reserved_usd": str(usage.reserved),
-        "remaining_usd": str(usage.remaining),
-        "request_max_cost_usd": str(amount),
+        "limit_usd": plain(usage.cap),
+        "spent_usd": plain(usage.spent),
+        "reserved_usd": plain(usage.reserved),
+        "remaining_usd": plain(usage.remaining),
+        "request_max_cost_usd": plain(amount),
         "resets_at": resets,
     }
     return BudgetExceeded(message, headers=headers, details=details)

@@ -26,6 +26,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from costwarden.ledger.store import Store
 from costwarden.policy.config import BudgetRule
 from costwarden.policy.engine import PolicyEngine
@@ -46,13 +48,20 @@ def check_budget_name(name: str) -> str:
 
 
 def runtime_rule(name: str, fields: Mapping[str, Any]) -> BudgetRule:
-    """A runtime rule from its name and the other fields (as JSON gives them). Raises
-    ``ValueError`` (pydantic's ``ValidationError`` is one) when they do not form a rule."""
+    """A runtime rule from its name and its other fields (as JSON or the CLI gives them).
+    Raises ``ValueError`` with one line saying what is wrong, for an API or CLI user."""
     check_budget_name(name)
     given = fields.get("name")
     if given is not None and given != name:
         raise ValueError(f"the body names budget {given!r} but the path names {name!r}")
-    return BudgetRule.model_validate({**fields, "name": name})
+    try:
+        return BudgetRule.model_validate({**fields, "name": name})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'rule'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"invalid budget {name!r}: {problems}") from None
 
 
 class RuntimeBudgets:

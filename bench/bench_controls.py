@@ -1,0 +1,209 @@
+"""What the spend controls cost: gateway throughput and latency with and without them.
+
+    .venv/bin/python bench/bench_controls.py [--duration 10] [--connections 1,32]
+
+Starts one fake upstream and three gateways (real processes, SQLite ledger each), identical but
+for their controls, and drives each with wrk (Debian package ``wrk``) in one run:
+
+    none    no budget, rate limit or breaker: admission is skipped altogether
+    memory  every control on, counters in the gateway process (the embedded default)
+    redis   the same controls, counters in Redis (what replicas share)
+
+"Every control": a global, a per-user and a per-team budget, rpm + tpm per key, the session
+breaker (step and spend limits, loop detection) and the spend-velocity breaker, all with
+limits far above what the run reaches, so every request pays for every check and none is
+refused. Each request carries a session tag (64 sessions) and a distinct prompt, so loop
+detection fingerprints it without ever tripping. Prints req/s, p50 / p99 and the share of the
+no-controls throughput; writes bench/results/controls.json. Redis: $COSTWARDEN_BENCH_REDIS_URL
+(default redis://127.0.0.1:6379/0); keys go under a prefix of this run's and are deleted after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gateway import Run, wrk
+from tests.support import procs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REDIS_URL = os.environ.get("COSTWARDEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+VARIANTS = ("none", "memory", "redis")
+HUGE_USD = "1000000"  # far above any spend of a run: every budget is checked, none refuses
+HUGE_COUNT = 1_000_000_000
+SESSIONS = 64
+
+# A distinct prompt per request (so loop detection sees no repeats; the run label keeps prompts
+# of successive wrk runs apart, as wrk restarts the counter) and a session tag per request.
+# The same script drives every variant, so its cost is the same in all of them.
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+local counter = 0
+local template = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":' ..
+  '"Benchmark the gateway controls, run %(run)s, request %%d."}],"max_tokens":16}'
+request = function()
+  counter = counter + 1
+  wrk.headers["x-costwarden-session"] = "bench-" .. (counter %% %(sessions)d)
+  return wrk.format(nil, nil, nil, string.format(template, counter))
+end
+"""
+
+
+def all_controls() -> dict[str, Any]:
+    budget = {"period": "month", "limit_usd": HUGE_USD}
+    return {
+        "budgets": [
+            {"name": "global", "scope": "global", **budget},
+            {"name": "per-user", "scope": {"user": "*"}, **budget},
+            {"name": "per-team", "scope": {"team": "*"}, **budget},
+        ],
+        "rate_limits": [{"scope": {"key": "*"}, "rpm": HUGE_COUNT, "tpm": HUGE_COUNT}],
+        "breakers": {
+            "session": {
+                "max_steps": HUGE_COUNT,
+                "max_spend_usd": HUGE_USD,
+                "loop_repeat_k": 3,
+                "loop_window_s": 60,
+            },
+            "velocity": {"usd_per_minute": HUGE_USD},
+        },
+    }
+
+
+def gateway_config(tmp: Path, variant: str, upstream_port: int, prefix: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ledger": {
+            "sqlite_path": str(tmp / f"{variant}.db"),
+            "spool_dir": str(tmp / f"spool-{variant}"),
+        },
+        "models": [
+            {
+                "name": "gpt-4o-mini",
+                "endpoints": [{"api_base": f"http://127.0.0.1:{upstream_port}/v1"}],
+            }
+        ],
+    }
+    if variant != "none":
+        data["policy"] = all_controls()
+    if variant == "redis":
+        data["state"] = {"backend": "redis", "redis_url": REDIS_URL, "key_prefix": prefix}
+    return data
+
+
+def measure(tmp: Path, conns: list[int], seconds: int, prefix: str) -> list[Run]:
+    up_port = procs.free_port()
+    ports = {variant: procs.free_port() for variant in VARIANTS}
+    commands = [(procs.fake_upstream_command(up_port), up_port)]
+    keys: dict[str, str] = {}
+    for variant in VARIANTS:
+        config = procs.write_config(
+            tmp / f"{variant}.yaml", gateway_config(tmp, variant, up_port, prefix)
+        )
+        keys[variant] = procs.create_key(config, "bench-user", "bench-team")
+        commands.append((procs.gateway_command(config, ports[variant]), ports[variant]))
+    urls = {v: f"http://127.0.0.1:{port}/v1/chat/completions" for v, port in ports.items()}
+
+    def drive(variant: str, connections: int, duration: int, label: str) -> Run:
+        script = tmp / f"{variant}-{label}-{connections}.lua"
+        script.write_text(
+            _WRK_SCRIPT % {"key": keys[variant], "sessions": SESSIONS, "run": script.stem}
+        )
+        return wrk(urls[variant], script, connections, duration, label)
+
+    runs: list[Run] = []
+    with procs.spawned_together(commands):
+        for variant in VARIANTS:  # warm pools, caches and counters before measuring
+            drive(variant, 8, 2, "warm")
+        for c in conns:
+            for variant in VARIANTS:
+                runs.append(drive(variant, c, seconds, variant))
+    return runs
+
+
+def report(runs: list[Run]) -> None:
+    print(
+        f"{'controls':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+        f"{'% of none':>11}{'added p50':>11}{'added p99':>11}"
+    )
+    base = {r.connections: r for r in runs if r.target == "none"}
+    summary = []
+    for r in runs:
+        bare = base[r.connections]
+        share = 100 * r.requests_per_s / bare.requests_per_s
+        add50, add99 = r.p50_ms - bare.p50_ms, r.p99_ms - bare.p99_ms
+        print(
+            f"{r.target:<10}{r.connections:>6}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}"
+            f"{r.p99_ms:>9.2f}{r.errors:>9}{share:>10.1f}%{add50:>+11.2f}{add99:>+11.2f}"
+        )
+        summary.append(
+            {
+                **asdict(r),
+                "pct_of_no_controls": round(share, 1),
+                "added_p50_ms": round(add50, 3),
+                "added_p99_ms": round(add99, 3),
+            }
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "controls.json"
+    machine = {"machine": platform.node(), "cpus": os.cpu_count() or 0}
+    out.write_text(json.dumps({**machine, "controls": all_controls(), "runs": summary}, indent=2))
+    print(f"wrote {out}")
+
+
+def delete_keys(client: redis.Redis, prefix: str) -> None:
+    for key in client.scan_iter(match=f"{{{prefix}}}:*", count=1000):
+        client.delete(key)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", default="1,32")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        print(f"Redis at {REDIS_URL} is needed for the redis variant: {exc}", file=sys.stderr)
+        return 2
+    prefix = f"cwbench:{os.getpid()}:{secrets.token_hex(4)}"
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            runs = measure(
+                Path(tmpdir), [int(c) for c in args.connections.split(",")], args.duration, prefix
+            )
+    finally:
+        delete_keys(client, prefix)
+        client.close()
+    report(runs)
+    refused = sum(r.errors for r in runs)
+    if refused:
+        print(
+            f"{refused} requests were not answered 2xx: the numbers include refusals",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
