@@ -1,8 +1,8 @@
 """Typed settings, built once from YAML (+ environment) and passed in; never a global.
 
 ``load_settings(path)`` reads a YAML file, substitutes ``${VAR}`` / ``${VAR:-default}`` in its
-string values from the environment, and validates it. Secrets never live in the file: an endpoint names the
-environment variable that holds its key (``api_key_env``).
+string values from the environment, and validates it. Secrets never live in the file: an
+endpoint names the environment variable that holds its key (``api_key_env``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ the message text. ``to_openai()`` / ``to_anthropic()`` render the wire bodies.
     │   └── BreakerOpen                  429   code=circuit_breaker_open
     ├── UpstreamError                    <upstream status>      (upstream answered an error)
     ├── UpstreamUnavailable              502 api_error          (no endpoint reachable)
-    └── UpstreamTimeout                  504 timeout_error
+    ├── UpstreamTimeout                  504 timeout_error
+    └── LedgerUnavailable                503 api_error          (cannot record: refuse)
 """
 
 from __future__ import annotations
@@ -170,6 +171,13 @@ class UpstreamTimeout(CostwardenError):
     type = "timeout_error"
     code = "upstream_timeout"
     anthropic_type = "api_error"
+
+
+class LedgerUnavailable(CostwardenError):
+    status = 503
+    type = "api_error"
+    code = "ledger_unavailable"
+    anthropic_type = "overloaded_error"
 
 
 class ConfigError(Exception):

@@ -131,7 +131,7 @@ async def test_client_disconnect_mid_stream_is_billed(gateway: RunningGateway) -
     for _ in range(200):
         await gateway.services.ledger.flush()
         record = await gateway.services.ledger.store.get_record(request_id)
-        if record is not None:
+        if record is not None and record.status is not Status.IN_FLIGHT:
             break
         await asyncio.sleep(0.02)
     assert record is not None

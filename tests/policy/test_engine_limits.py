@@ -18,6 +18,7 @@ from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import BreakerEvent, MemoryEventSink
 from costwarden.policy.ratelimit import go_duration
 from costwarden.records import Principal, Tags
+from costwarden.state.memory import MemoryStateBackend
 
 KEY = Principal(key_id="k-1", user="u", team="t")
 
@@ -197,3 +198,20 @@ async def test_a_released_probe_lets_the_next_request_probe(backend, clock, sink
     probe = await engine.admit(request())
     await engine.release(probe)  # e.g. the upstream was unreachable
     assert (await engine.admit(request())).probe
+
+
+async def test_a_long_session_of_distinct_requests_keeps_bounded_loop_state(clock, sink):
+    backend = MemoryStateBackend()
+    session = SessionBreakerConfig(loop_repeat_k=3, loop_window_s=60)
+    engine = make(backend, clock, sink, breakers=BreakerConfig(session=session))
+    for step in range(2_000):  # one distinct request a second for over half an hour
+        await engine.admit(request(session="forever", fingerprint=f"step-{step}"))
+        clock.advance(1)
+    # White-box: only fingerprints seen inside the loop window are remembered.
+    (state,) = backend._sessions.values()
+    assert len(state.fingerprints) <= 61
+    # ... and a loop is still caught.
+    for _ in range(2):
+        await engine.admit(request(session="forever", fingerprint="again"))
+    with pytest.raises(BreakerOpen, match="'loop'"):
+        await engine.admit(request(session="forever", fingerprint="again"))

@@ -9,6 +9,8 @@ cost, or return it if the request never reached an upstream.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 from decimal import Decimal
@@ -37,6 +39,51 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _VOLATILE_FIELDS = ("stream", "stream_options", "user", "metadata", "x_fake")
 
 
+class LeaseKeeper:
+    """Renews the reservations of requests that are still running.
+
+    A reservation's lease frees a dead replica's budget; a live request must therefore never
+    outlive its lease, whether it waits on a slow non-streamed answer, a backoff or a long
+    stream. One task per replica renews every held lease each third of a lease period, instead
+    of a timer per request.
+    """
+
+    def __init__(self, engine: PolicyEngine, lease_seconds: float) -> None:
+        self._engine = engine
+        self._every = lease_seconds / 3
+        self._held: dict[str, Admission] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, admission: Admission) -> None:
+        self._held[admission.lease_id] = admission
+
+    def drop(self, admission: Admission) -> None:
+        self._held.pop(admission.lease_id, None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lease-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def renew_all(self) -> int:
+        renewed = 0
+        for admission in list(self._held.values()):
+            try:
+                renewed += await self._engine.renew(admission)
+            except Exception:
+                log.exception("renewing reservation %s failed", admission.lease_id)
+        return renewed
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            await self.renew_all()
+
+
 class Admitter:
     def __init__(
         self,
@@ -44,8 +91,10 @@ class Admitter:
         prices: PriceBook,
         tokens: TokenCounter,
         router: Router,
+        leases: LeaseKeeper,
     ) -> None:
         self._engine = engine
+        self._leases = leases
         self._prices = prices
         self._tokens = tokens
         self._router = router
@@ -79,12 +128,14 @@ class Admitter:
                 fingerprint=self._fingerprint(body) if self._detect_loops else None,
             )
         )
+        self._leases.hold(admission)
         if bound is None:
             upstream = self._router.targets(model)[0].endpoint.upstream_model or model
             body[_output_field(api, upstream)] = admission.max_output_tokens
         return admission
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        self._leases.drop(admission)
         try:
             if record.attempts:
                 await self._engine.settle(admission, record.cost, record.usage.total_tokens)
@@ -95,6 +146,7 @@ class Admitter:
             log.exception("settling reservation %s failed", admission.lease_id)
 
     async def release(self, admission: Admission) -> None:
+        self._leases.drop(admission)
         try:
             await self._engine.release(admission)
         except Exception:

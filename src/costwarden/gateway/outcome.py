@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from costwarden.errors import CostwardenError
 from costwarden.gateway.upstream import CallSpec
-from costwarden.policy.engine import Admission
 from costwarden.records import Status, UsageRecord, utcnow
 
 
@@ -19,7 +18,6 @@ class Flight:
     record: UsageRecord
     t0: float  # perf_counter() at arrival
     headers: tuple[tuple[bytes, bytes], ...] = ()  # policy headers (x-ratelimit-*) to send
-    admission: Admission | None = None  # the budget reservation this request holds
 
 
 def finish_record(record: UsageRecord, t0: float, status: Status, http_status: int) -> None:

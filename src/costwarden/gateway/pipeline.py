@@ -15,7 +15,13 @@ from typing import Any
 import orjson
 
 from costwarden.config import ModelConfig
-from costwarden.errors import AuthenticationError, CostwardenError, InvalidRequest, UnknownModel
+from costwarden.errors import (
+    AuthenticationError,
+    CostwardenError,
+    InvalidRequest,
+    LedgerUnavailable,
+    UnknownModel,
+)
 from costwarden.gateway.admission import Admitter
 from costwarden.gateway.asgi import (
     ClientGone,
@@ -72,7 +78,7 @@ class ProxyPipeline:
         self._relay = StreamRelay(services)
         self._ids = RequestIds()
         self._admitter = Admitter(
-            services.policy, services.prices, services.tokens, services.router
+            services.policy, services.prices, services.tokens, services.router, services.leases
         )
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,12 +126,24 @@ class ProxyPipeline:
             )
             headers = tuple((k.encode(), v.encode()) for k, v in held.admission.headers.items())
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
-        flight = Flight(spec, record, t0, headers, held.admission)
+        flight = Flight(spec, record, t0, headers)
+        self._append_pending(record)
         result = await self._s.caller.call(spec, record, t0)
         if result.response is not None:
             await self._relay.relay(flight, result, receive, send)
         else:
             await self._respond_unary(flight, result, send)
+
+    def _append_pending(self, record: UsageRecord) -> None:
+        """Mark the request in flight before any upstream sees it: if this process dies now,
+        the next start records it as interrupted instead of losing it."""
+        try:
+            self._s.ledger.append_pending(record)
+        except OSError as exc:
+            raise LedgerUnavailable(
+                "the gateway cannot record requests right now (spool write failed); "
+                "refusing rather than serving unrecorded traffic"
+            ) from exc
 
     async def _after(self, held: _Held) -> None:
         """Settle the reservation and check the pin, once the record is final."""

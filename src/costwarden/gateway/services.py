@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from costwarden.config import Settings
+from costwarden.gateway.admission import LeaseKeeper
 from costwarden.gateway.routing import Router
 from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
@@ -35,8 +36,10 @@ class Services:
     state: StateBackend
     policy: PolicyEngine
     runtime_budgets: RuntimeBudgets
+    leases: LeaseKeeper
 
     async def close(self) -> None:
+        await self.leases.stop()
         await self.runtime_budgets.stop()  # first: it reads the ledger store closed below
         await self.session.close()
         await self.ledger.close()
@@ -101,6 +104,8 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     policy = PolicyEngine(settings.policy, state, lease_seconds=settings.state.lease_seconds)
     runtime_budgets = RuntimeBudgets(ledger.store, policy, settings.policy.budget_refresh_s)
     await runtime_budgets.start()
+    leases = LeaseKeeper(policy, settings.state.lease_seconds)
+    leases.start()
     return Services(
         settings,
         prices,
@@ -113,4 +118,5 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         state,
         policy,
         runtime_budgets,
+        leases,
     )

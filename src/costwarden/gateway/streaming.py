@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 class StreamRelay:
     def __init__(self, services: Services) -> None:
         self._s = services
-        self._renew_every = services.settings.state.lease_seconds / 2
 
     async def relay(
         self, flight: Flight, result: UpstreamResult, receive: Receive, send: Send
@@ -50,14 +49,9 @@ class StreamRelay:
             }
         )
         recorded = False
-        renew_at = time.monotonic() + self._renew_every
         try:
             async for chunk in response.content.iter_any():
                 tracker.feed(chunk)
-                if flight.admission is not None and time.monotonic() >= renew_at:
-                    # A stream may outlive its lease; keep the reservation while it runs.
-                    await self._s.policy.renew(flight.admission)
-                    renew_at = time.monotonic() + self._renew_every
                 if tracker.finished and not recorded:
                     self._record(flight, result, tracker, started, Status.OK)
                     recorded = True

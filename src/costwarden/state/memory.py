@@ -272,7 +272,11 @@ class MemoryStateBackend:
         session.steps += 1
         session.expires_at = now + check.idle_ttl_s
         if check.fingerprint is not None and check.loop_repeat_k is not None:
-            session.fingerprints.setdefault(check.fingerprint, deque()).append(now)
+            prints = session.fingerprints
+            seen = prints.pop(check.fingerprint, None) or deque()
+            seen.append(now)
+            prints[check.fingerprint] = seen  # re-inserted: dict order = order of last sighting
+            _forget_before(prints, now - check.loop_window_s)
 
     # -- settlement helpers ----------------------------------------------------------------
 
@@ -370,6 +374,16 @@ class MemoryStateBackend:
             return session.expires_at if session is not None else None
         velocity = self._velocity.get(key)
         return velocity.expires_at if velocity is not None else None
+
+
+def _forget_before(prints: dict[str, deque[float]], horizon: float) -> None:
+    """Drop fingerprints last seen before ``horizon``: a long-lived agent session sending
+    distinct requests must not grow without bound (amortised O(1): oldest first)."""
+    while prints:
+        oldest = next(iter(prints))
+        if prints[oldest][-1] > horizon:
+            return
+        del prints[oldest]
 
 
 def _repeats_to_loop(session: _Session, check: SessionCheck, now: float) -> bool:
