@@ -20,9 +20,11 @@ from typing import Literal, Protocol
 
 UNITS_PER_USD = 10**8
 MAX_UNITS = 2**53
-# Finished leases are remembered this long so a repeated settle is a no-op and a settle that
-# arrives after its lease expired still records the spend.
-FINISHED_LEASE_RETENTION_S = 86_400.0
+# An expired lease is remembered this long so that a settle arriving after it (a replica that
+# lost its renewals for a while) still records the spend. Longer than the longest request
+# (gateway.request_timeout_s defaults to 600 s), short enough that, at thousands of requests a
+# second, remembered leases stay a bounded set (a day's worth would be hundreds of millions).
+FINISHED_LEASE_RETENTION_S = 900.0
 # At most this many expired leases are swept per admission, bounding the script's run time.
 SWEEP_BATCH = 100
 VELOCITY_BUCKET_S = 60.0

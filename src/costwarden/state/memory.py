@@ -309,8 +309,10 @@ class MemoryStateBackend:
             velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
 
     def _finish(self, lease: _Lease, now: float) -> None:
+        # Forgetting a settled lease at once is as idempotent as remembering it (settle and
+        # release of an unknown lease are no-ops), and keeps memory flat under load.
         lease.state = "done"
-        lease.expires_at = now + FINISHED_LEASE_RETENTION_S
+        del self._leases[lease.plan.lease_id]
 
     # -- expiry ----------------------------------------------------------------------------
 
