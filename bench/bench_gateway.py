@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_gateway.py [--duration 10] [--connections 1,32]
 
 Starts the fake upstream and a gateway (auth + pricing + durable ledger on, SQLite) as real
-processes, drives both with wrk (Debian package ``wrk``) in one run, and prints req/s and the
-latency the gateway adds at p50/p99. Writes bench/results/gateway.json.
+processes, plus a bare 40-line Python proxy (bench/bare_proxy.py) as a yardstick, drives all
+three with wrk (Debian package ``wrk``) in one run, and prints req/s and the latency each adds
+over the upstream at p50/p99. Writes bench/results/gateway.json.
 """
 
 from __future__ import annotations
