@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support import procs
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PATH = "/v1/chat/completions"
 BODY = json.dumps(
     {
         "model": "gpt-4o-mini",
@@ -75,8 +76,9 @@ def wrk(url: str, script: Path, connections: int, seconds: int, target: str) -> 
         text=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # Anchored to the start of a line: the +/- Stdev column also prints percentages.
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return Run(target, connections, rps, p50, p99, int(errors.group(1)) if errors else 0)
 
@@ -107,30 +109,27 @@ def main() -> int:
             },
         )
         key = procs.create_key(config, "bench", "perf")
-        with procs.fake_upstream(up_port), procs.gateway(config, gw_port):
+        bare_port = procs.free_port()
+        bare = [
+            sys.executable,
+            str(Path(__file__).with_name("bare_proxy.py")),
+            f"http://127.0.0.1:{up_port}",
+            str(bare_port),
+        ]
+        targets = {"upstream": up_port, "bare-proxy": bare_port, "costwarden": gw_port}
+        with (
+            procs.fake_upstream(up_port),
+            procs.gateway(config, gw_port),
+            procs.spawned(bare, bare_port),
+        ):
+            scripts = {"costwarden": wrk_script(tmp, key)}
             direct = wrk_script(tmp, None)
-            through = wrk_script(tmp, key)
-            # Warm both (connection pools, caches) before measuring.
-            wrk(f"http://127.0.0.1:{gw_port}/v1/chat/completions", through, 8, 2, "warm")
+            for name, port in targets.items():  # warm pools and caches before measuring
+                wrk(f"http://127.0.0.1:{port}{PATH}", scripts.get(name, direct), 8, 2, "warm")
             for c in conns:
-                runs.append(
-                    wrk(
-                        f"http://127.0.0.1:{up_port}/v1/chat/completions",
-                        direct,
-                        c,
-                        args.duration,
-                        "upstream",
-                    )
-                )
-                runs.append(
-                    wrk(
-                        f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-                        through,
-                        c,
-                        args.duration,
-                        "costwarden",
-                    )
-                )
+                for name, port in targets.items():
+                    url = f"http://127.0.0.1:{port}{PATH}"
+                    runs.append(wrk(url, scripts.get(name, direct), c, args.duration, name))
     report(runs)
     return 0
 

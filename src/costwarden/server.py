@@ -132,6 +132,9 @@ async def serve(options: ServeOptions) -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # The gateway reads no client address, so X-Forwarded-* parsing is wasted per request.
+        proxy_headers=False,
+        server_header=False,
         log_level=options.log_level,
         timeout_graceful_shutdown=10,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from costwarden.gateway.routing import Router
+from costwarden.gateway.routing import Router, Target
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.pricing import PriceBook, TokenCounter
 from costwarden.providers.base import CHAT, EMBEDDINGS
@@ -99,6 +99,7 @@ class Admitter:
         self._tokens = tokens
         self._router = router
         self._detect_loops = engine.config.breakers.session.loop_repeat_k is not None
+        self._reachable_by_model: dict[str, list[Target]] = {}
 
     @property
     def active(self) -> bool:
@@ -164,16 +165,21 @@ class Admitter:
         output = max_output or self._engine.config.default_max_output_tokens
         worst = Decimal(0)
         now = utcnow()
-        seen: set[tuple[str, str]] = set()
-        for target in self._router.plan(model):
-            ident = (target.model.name, target.endpoint.name)
-            if ident in seen:
-                continue
-            seen.add(ident)
+        for target in self._reachable(model):
             price = self._prices.price_for(target.model, target.endpoint, now)
-            if price is not None:  # unpriced targets are rejected upstream of here by default
+            if price is not None:  # unpriced targets are rejected before this by default
                 worst = max(worst, price.worst_case(prompt, output))
         return worst
+
+    def _reachable(self, model: str) -> list[Target]:
+        """Every (model, endpoint) a request for ``model`` may go to, fallbacks included,
+        whatever their health: fixed by the config, so worked out once per model."""
+        targets = self._reachable_by_model.get(model)
+        if targets is None:
+            chain = (model, *self._router.fallbacks(model))
+            targets = [t for name in chain for t in self._router.targets(name)]
+            self._reachable_by_model[model] = targets
+        return targets
 
     @staticmethod
     def _fingerprint(body: dict[str, Any]) -> str:

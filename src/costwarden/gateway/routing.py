@@ -57,6 +57,9 @@ class Router:
     def targets(self, model: str) -> list[Target]:
         return self._targets[model]
 
+    def fallbacks(self, model: str) -> tuple[str, ...]:
+        return self._fallbacks.get(model, ())
+
     def plan(self, model: str) -> Iterator[Target]:
         """Targets to try in order: healthy endpoints of the model (weighted order), then of
         each fallback model; unhealthy ones only after all healthy ones, soonest-back first."""

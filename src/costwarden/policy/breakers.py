@@ -10,9 +10,9 @@ closed or open again, judged by the spend its probe requests cause.
 from __future__ import annotations
 
 import math
-from urllib.parse import quote
 
 from costwarden.errors import BreakerOpen
+from costwarden.policy.budgets import escape
 from costwarden.policy.config import SessionBreakerConfig, VelocityBreakerConfig
 from costwarden.policy.events import BREAKER_NAMES
 from costwarden.records import Principal, Tags
@@ -23,7 +23,7 @@ def session_subject(principal: Principal, tags: Tags) -> str | None:
     session = tags.session or tags.agent
     if session is None:
         return None
-    return f"session:{quote(principal.key_id, safe='')}:{quote(session, safe='')}"
+    return f"session:{escape(principal.key_id)}:{escape(session)}"
 
 
 def session_check(
@@ -34,7 +34,7 @@ def session_check(
     return SessionCheck(
         key=subject,
         max_steps=config.max_steps,
-        fingerprint=quote(fingerprint, safe="") if fingerprint else None,
+        fingerprint=escape(fingerprint) if fingerprint else None,
         loop_repeat_k=config.loop_repeat_k,
         loop_window_s=config.loop_window_s,
         trip_seconds=config.trip_seconds,
@@ -51,7 +51,7 @@ def session_spend_scope(
 
 
 def velocity_subject(principal: Principal) -> str:
-    return f"velocity:key={quote(principal.key_id, safe='')}"
+    return f"velocity:key={escape(principal.key_id)}"
 
 
 def velocity_check(config: VelocityBreakerConfig, principal: Principal) -> VelocityCheck | None:

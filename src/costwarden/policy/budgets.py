@@ -42,10 +42,14 @@ def scope_label(scope: Mapping[_Dim, str], dimensions: dict[str, str | None]) ->
         wanted, actual = scope[dimension], dimensions.get(dimension)
         if actual is None or wanted not in (EACH, actual):
             return None
-        # quote() costs ~2 µs a call; most ids need no escaping at all.
-        safe = actual if _PLAIN.fullmatch(actual) else quote(actual, safe="")
-        parts.append(f"{dimension}={safe}")
+        parts.append(f"{dimension}={escape(actual)}")
     return ",".join(parts) or "global"
+
+
+def escape(value: str) -> str:
+    """``value`` percent-encoded for a counter name; the same as ``quote(value, safe="")``,
+    whose ~2 µs a call is spent only on the rare id that needs escaping at all."""
+    return value if _PLAIN.fullmatch(value) else quote(value, safe="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +71,18 @@ class PeriodCache:
         self._windows: dict[str, tuple[float, float, PeriodWindow]] = {}
 
     def window(self, period: Period, now: float) -> PeriodWindow:
+        return self.bounds(period, now)[2]
+
+    def bounds(self, period: Period, now: float) -> tuple[float, float, PeriodWindow]:
+        """(start, end, window) of the period ``now`` is in; start <= now < end, as epoch s."""
         hit = self._windows.get(period)
         if hit is not None and hit[0] <= now < hit[1]:
-            return hit[2]
+            return hit
         window = current_period(period, now, self._tz)
         start = window.starts_at.timestamp() if window.starts_at else -math.inf
         end = window.resets_at.timestamp() if window.resets_at else math.inf
-        self._windows[period] = (start, end, window)
-        return window
+        hit = self._windows[period] = (start, end, window)
+        return hit
 
 
 def current_period(period: Period, now: float, tz: ZoneInfo) -> PeriodWindow:
@@ -111,6 +119,16 @@ class BudgetScope:
     resets_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledBudgets:
+    """The budgets of one set of dimension values, valid while ``valid_from <= now <
+    valid_until`` (every period window they were named for is still current)."""
+
+    scopes: tuple[BudgetScope, ...]
+    valid_from: float
+    valid_until: float
+
+
 def budget_scopes(
     rules: tuple[BudgetRule, ...],
     dimensions: dict[str, str | None],
@@ -119,15 +137,24 @@ def budget_scopes(
     *,
     periods: PeriodCache | None = None,
 ) -> list[BudgetScope]:
+    compiled = compile_budgets(rules, dimensions, now, periods or PeriodCache(tz))
+    return list(compiled.scopes)
+
+
+def compile_budgets(
+    rules: tuple[BudgetRule, ...],
+    dimensions: dict[str, str | None],
+    now: float,
+    periods: PeriodCache,
+) -> CompiledBudgets:
     by_key: dict[str, BudgetScope] = {}
+    valid_from, valid_until = -math.inf, math.inf
     for rule in rules:
         label = scope_label(rule.scope, dimensions)
         if label is None:
             continue
-        if periods is not None:
-            window = periods.window(rule.period, now)
-        else:
-            window = current_period(rule.period, now, tz)
+        start, end, window = periods.bounds(rule.period, now)
+        valid_from, valid_until = max(valid_from, start), min(valid_until, end)
         key = f"budget:{label}:{rule.period}:{window.label}"
         expires = None
         if window.resets_at is not None:
@@ -141,7 +168,7 @@ def budget_scopes(
         known = by_key.get(key)
         if known is None or scope.counter.cap < known.counter.cap:
             by_key[key] = scope
-    return list(by_key.values())
+    return CompiledBudgets(tuple(by_key.values()), valid_from, valid_until)
 
 
 def plain(amount: Decimal) -> str:
@@ -185,10 +212,15 @@ def budget_exceeded(
 
 def threshold_events(scope: BudgetScope, settled: ScopeSettlement, at: float) -> list[BudgetEvent]:
     """Soft thresholds this settlement crossed (spent went from below to at-or-above)."""
+    if not scope.thresholds or (
+        settled.spent_after_units * 100 < settled.cap_units * min(scope.thresholds)
+    ):
+        return []  # the usual case, settled well below every threshold: no Decimal work
     events = []
     for pct in scope.thresholds:
-        mark = settled.cap * pct / 100
-        if settled.spent_before < mark <= settled.spent_after:
+        # spent_before < cap * pct / 100 <= spent_after, exactly, in integer units
+        mark = settled.cap_units * pct
+        if settled.spent_before_units * 100 < mark <= settled.spent_after_units * 100:
             events.append(
                 BudgetEvent(
                     kind="threshold",

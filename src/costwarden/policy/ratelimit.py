@@ -21,6 +21,14 @@ def rate_buckets(
     rules: tuple[RateLimitRule, ...], dimensions: dict[str, str | None], tokens: int
 ) -> list[RateBucket]:
     """Buckets a request is charged to; rules naming the same bucket keep the smallest limit."""
+    return list(charge_tokens(bucket_templates(rules, dimensions), tokens))
+
+
+def bucket_templates(
+    rules: tuple[RateLimitRule, ...], dimensions: dict[str, str | None]
+) -> tuple[RateBucket, ...]:
+    """The buckets of these dimension values, token buckets not yet charged (cost 0): they
+    depend on who asks only, so the engine compiles them once per caller."""
     by_key: dict[str, RateBucket] = {}
     for rule in rules:
         label = scope_label(rule.scope, dimensions)
@@ -30,26 +38,47 @@ def rate_buckets(
         if rule.rpm is not None:
             candidates.append(RateBucket(f"rate:{label}:rpm", "requests", rule.rpm, 1, WINDOW_S))
         if rule.tpm is not None:
-            candidates.append(RateBucket(f"rate:{label}:tpm", "tokens", rule.tpm, tokens, WINDOW_S))
+            candidates.append(RateBucket(f"rate:{label}:tpm", "tokens", rule.tpm, 0, WINDOW_S))
         for bucket in candidates:
             known = by_key.get(bucket.key)
             if known is None or bucket.limit < known.limit:
                 by_key[bucket.key] = bucket
-    return list(by_key.values())
+    return tuple(by_key.values())
+
+
+def charge_tokens(templates: tuple[RateBucket, ...], tokens: int) -> tuple[RateBucket, ...]:
+    """The templates with each token bucket charged this request's worst-case tokens."""
+    return tuple(
+        RateBucket(b.key, "tokens", b.limit, tokens, b.window_s) if b.kind == "tokens" else b
+        for b in templates
+    )
 
 
 def rate_limit_headers(states: tuple[RateState, ...]) -> dict[str, str]:
-    """OpenAI-style ``x-ratelimit-*`` headers from the tightest bucket of each kind."""
+    """OpenAI-style ``x-ratelimit-*`` headers from the tightest bucket of each kind.
+
+    Tightest: the smallest share remaining, then the fewest remaining; the first such bucket
+    wins a tie. Runs on every admitted request, hence one pass and no sorting."""
+    tightest: dict[str, RateState] = {}
+    for state in states:
+        known = tightest.get(state.kind)
+        if known is None or _tighter(state, known):
+            tightest[state.kind] = state
     headers: dict[str, str] = {}
     for kind in ("requests", "tokens"):
-        of_kind = [s for s in states if s.kind == kind]
-        if not of_kind:
-            continue
-        tightest = min(of_kind, key=lambda s: (s.remaining / s.limit, s.remaining))
-        headers[f"x-ratelimit-limit-{kind}"] = str(tightest.limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(tightest.remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = go_duration(tightest.reset_s)
+        chosen = tightest.get(kind)
+        if chosen is not None:
+            headers[f"x-ratelimit-limit-{kind}"] = str(chosen.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(chosen.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = go_duration(chosen.reset_s)
     return headers
+
+
+def _tighter(state: RateState, than: RateState) -> bool:
+    return (state.remaining / state.limit, state.remaining) < (
+        than.remaining / than.limit,
+        than.remaining,
+    )
 
 
 def rate_limited(outcome: AdmissionOutcome, requested_tokens: int) -> RateLimited:

@@ -14,7 +14,7 @@ pass a cap. Integers stay exact in Lua doubles below 2**53 units (~$90M per coun
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal, Protocol
 
@@ -62,6 +62,11 @@ class ScopeKey:
     key: str  # without the backend's prefix, e.g. "budget:team=ml:month:2026-11"
     cap: Decimal
     expires_at: float | None = None  # epoch s after which the counter may be forgotten
+    # ``cap`` in units, rounded down: converted once here, not on every admission that checks it.
+    cap_units: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cap_units", usd_to_units_down(self.cap))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,10 @@ class VelocityCheck:
     usd_per_minute: Decimal
     cooldown_s: float
     probe_requests: int
+    threshold_units: int = field(init=False, repr=False, compare=False)  # usd_per_minute, up
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "threshold_units", usd_to_units_up(self.usd_per_minute))
 
 
 def velocity_ttl_s(check: VelocityCheck) -> float:
@@ -109,6 +118,10 @@ class AdmissionPlan:
     rates: tuple[RateBucket, ...] = ()
     session: SessionCheck | None = None
     velocity: VelocityCheck | None = None
+    amount_units: int = field(init=False, repr=False, compare=False)  # ``amount``, rounded up
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amount_units", usd_to_units_up(self.amount))
 
 
 class Refusal(enum.StrEnum):
@@ -164,10 +177,25 @@ class AdmissionOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ScopeSettlement:
+    """A counter before and after a settlement, in units: threshold checks compare integers,
+    and the Decimal views below are built only for the rare event that reports them."""
+
     key: str
-    cap: Decimal
-    spent_before: Decimal
-    spent_after: Decimal
+    cap_units: int
+    spent_before_units: int
+    spent_after_units: int
+
+    @property
+    def cap(self) -> Decimal:
+        return units_to_usd(self.cap_units)
+
+    @property
+    def spent_before(self) -> Decimal:
+        return units_to_usd(self.spent_before_units)
+
+    @property
+    def spent_after(self) -> Decimal:
+        return units_to_usd(self.spent_after_units)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from costwarden.state.base import (
     SettleOutcome,
     VelocityCheck,
     units_to_usd,
-    usd_to_units_down,
     usd_to_units_up,
     velocity_ttl_s,
 )
@@ -56,9 +55,8 @@ class _Session:
 
 @dataclass(slots=True)
 class _Lease:
-    plan: AdmissionPlan
+    plan: AdmissionPlan  # its scopes carry their caps in units; rates, velocity: what to correct
     units: int
-    caps: dict[str, int]
     probe: bool
     expires_at: float
     state: Literal["reserved", "expired", "done"] = "reserved"
@@ -103,15 +101,8 @@ class MemoryStateBackend:
             before = counter.spent
             if was_reserved:
                 counter.reserved = max(0, counter.reserved - lease.units)
-            counter.spent += units
-            settled.append(
-                ScopeSettlement(
-                    scope.key,
-                    units_to_usd(lease.caps[scope.key]),
-                    units_to_usd(before),
-                    units_to_usd(counter.spent),
-                )
-            )
+            counter.spent = before + units
+            settled.append(ScopeSettlement(scope.key, scope.cap_units, before, counter.spent))
         if actual_tokens is not None:
             self._correct_tokens(lease.plan, actual_tokens)
         self._settle_velocity(lease, units, was_reserved, now)
@@ -150,7 +141,9 @@ class MemoryStateBackend:
     # -- admission -------------------------------------------------------------------------
 
     def _admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
-        self._sweep(plan.now, limit=SWEEP_BATCH)
+        heap = self._expiry_heap
+        if heap and heap[0][0] <= plan.now:  # checked here: most admissions have nothing due
+            self._sweep(plan.now, limit=SWEEP_BATCH)
         refused = self._check_session(plan)
         if refused is not None:
             return refused
@@ -205,14 +198,16 @@ class MemoryStateBackend:
         return RatePlan(bucket, tat, new_tat, over_s)
 
     def _check_scopes(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
-        units = usd_to_units_up(plan.amount)
+        units = plan.amount_units
+        counters = self._counters
         for scope in plan.scopes:
-            counter = self._counters.get(scope.key) or _Counter()
-            cap = usd_to_units_down(scope.cap)
-            if counter.spent + counter.reserved + units > cap:
+            counter = counters.get(scope.key)
+            used = 0 if counter is None else counter.spent + counter.reserved
+            cap = scope.cap_units
+            if used + units > cap:
+                counter = self._keep_counter(scope)
                 first = not counter.refused
                 counter.refused = True
-                self._keep_counter(scope, counter)
                 return AdmissionOutcome(
                     admitted=False,
                     refusal=Refusal.BUDGET,
@@ -234,11 +229,9 @@ class MemoryStateBackend:
         velocity: VelocityState | None,
         probe: bool,
     ) -> None:
-        units = usd_to_units_up(plan.amount)
+        units = plan.amount_units
         for scope in plan.scopes:
-            counter = self._counters.get(scope.key) or _Counter()
-            counter.reserved += units
-            self._keep_counter(scope, counter)
+            self._keep_counter(scope).reserved += units
         for rate in rates:
             if rate.bucket.key not in self._tats:
                 self._expire_later(rate.new_tat, "rate", rate.bucket.key)
@@ -247,17 +240,24 @@ class MemoryStateBackend:
             self._record_step(plan.session, plan.now)
         if velocity is not None and probe:
             velocity.probes_inflight += 1
-        caps = {s.key: usd_to_units_down(s.cap) for s in plan.scopes}
-        self._leases[plan.lease_id] = _Lease(plan, units, caps, probe, plan.expires_at)
+        self._leases[plan.lease_id] = _Lease(plan, units, probe, plan.expires_at)
         self._expire_later(plan.expires_at, "lease", plan.lease_id)
 
-    def _keep_counter(self, scope: ScopeKey, counter: _Counter) -> None:
-        new = scope.key not in self._counters
-        self._counters[scope.key] = counter
-        if scope.expires_at is not None:
-            if new or counter.expires_at is None:
-                self._expire_later(scope.expires_at, "counter", scope.key)
-            counter.expires_at = max(scope.expires_at, counter.expires_at or 0.0)
+    def _keep_counter(self, scope: ScopeKey) -> _Counter:
+        """The scope's counter, created if new, its expiry pushed out to the scope's."""
+        counter = self._counters.get(scope.key)
+        expires_at = scope.expires_at
+        if counter is None:
+            counter = self._counters[scope.key] = _Counter(expires_at=expires_at)
+            if expires_at is not None:
+                self._expire_later(expires_at, "counter", scope.key)
+        elif expires_at is not None:
+            if counter.expires_at is None:
+                self._expire_later(expires_at, "counter", scope.key)
+                counter.expires_at = expires_at
+            elif expires_at > counter.expires_at:
+                counter.expires_at = expires_at  # its heap entry re-schedules itself
+        return counter
 
     def _keep_velocity(self, check: VelocityCheck, velocity: VelocityState, now: float) -> None:
         if check.key not in self._velocity:
@@ -266,11 +266,13 @@ class MemoryStateBackend:
         velocity.expires_at = now + velocity_ttl_s(check)
 
     def _record_step(self, check: SessionCheck, now: float) -> None:
-        if check.key not in self._sessions:
-            self._expire_later(now + check.idle_ttl_s, "session", check.key)
-        session = self._sessions.setdefault(check.key, _Session())
+        expires_at = now + check.idle_ttl_s
+        session = self._sessions.get(check.key)
+        if session is None:
+            session = self._sessions[check.key] = _Session()
+            self._expire_later(expires_at, "session", check.key)
         session.steps += 1
-        session.expires_at = now + check.idle_ttl_s
+        session.expires_at = expires_at
         if check.fingerprint is not None and check.loop_repeat_k is not None:
             prints = session.fingerprints
             seen = prints.pop(check.fingerprint, None) or deque()

@@ -18,7 +18,6 @@ from costwarden.state.base import (
     BreakerTransition,
     Refusal,
     VelocityCheck,
-    usd_to_units_up,
 )
 
 
@@ -62,7 +61,7 @@ def check_velocity(
     velocity: VelocityState, check: VelocityCheck, now: float
 ) -> tuple[BreakerTransition | None, AdmissionOutcome | None, bool]:
     """(transition, refusal or None, admit as probe) for the key's spend-velocity breaker."""
-    threshold = usd_to_units_up(check.usd_per_minute)
+    threshold = check.threshold_units
     transition: BreakerTransition | None = None
     if velocity.state == "open":
         if now < velocity.open_until:

@@ -33,7 +33,6 @@ from costwarden.state.base import (
     ScopeUsage,
     SettleOutcome,
     units_to_usd,
-    usd_to_units_down,
     usd_to_units_up,
     velocity_ttl_s,
 )
@@ -105,9 +104,9 @@ class RedisStateBackend:
         scopes = tuple(
             ScopeSettlement(
                 key=self._unprefix(fields[i]),
-                cap=units_to_usd(int(fields[i + 1])),
-                spent_before=units_to_usd(int(fields[i + 2])),
-                spent_after=units_to_usd(int(fields[i + 3])),
+                cap_units=int(fields[i + 1]),
+                spent_before_units=int(fields[i + 2]),
+                spent_after_units=int(fields[i + 3]),
             )
             for i in range(0, len(fields), 4)
         )
@@ -163,10 +162,8 @@ class RedisStateBackend:
             "lease": plan.lease_id,
             "now": plan.now,
             "exp": plan.expires_at,
-            "amt": usd_to_units_up(plan.amount),
-            "scopes": [
-                [self._key(s.key), usd_to_units_down(s.cap), s.expires_at or 0] for s in plan.scopes
-            ],
+            "amt": plan.amount_units,
+            "scopes": [[self._key(s.key), s.cap_units, s.expires_at or 0] for s in plan.scopes],
             "rates": [[self._key(r.key), r.kind, r.limit, r.cost, r.window_s] for r in plan.rates],
         }
         keys = [self._key("leases"), self._key("lease:" + plan.lease_id)]
@@ -191,7 +188,7 @@ class RedisStateBackend:
             v = plan.velocity
             doc["vel"] = {
                 "k": self._key(v.key),
-                "thr": usd_to_units_up(v.usd_per_minute),
+                "thr": v.threshold_units,
                 "cool": v.cooldown_s,
                 "probes": v.probe_requests,
                 "ttl": velocity_ttl_s(v),
