@@ -49,7 +49,7 @@ class Run:
 
 def wrk_script(tmp: Path, key: str | None) -> Path:
     auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
-    script = tmp / "post.lua"
+    script = tmp / ("post-keyed.lua" if key else "post.lua")
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(BODY)}\n"
