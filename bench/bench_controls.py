@@ -21,14 +21,11 @@ no-controls throughput; writes bench/results/controls.json. Redis: $COSTWARDEN_B
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import secrets
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +34,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gateway import Run, wrk
 from tests.support import procs
+from wrkbench import Run, report, wrk
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REDIS_URL = os.environ.get("COSTWARDEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIANTS = ("none", "memory", "redis")
 HUGE_USD = "1000000"  # far above any spend of a run: every budget is checked, none refuses
@@ -136,36 +132,6 @@ def measure(tmp: Path, conns: list[int], seconds: int, prefix: str) -> list[Run]
     return runs
 
 
-def report(runs: list[Run]) -> None:
-    print(
-        f"{'controls':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
-        f"{'% of none':>11}{'added p50':>11}{'added p99':>11}"
-    )
-    base = {r.connections: r for r in runs if r.target == "none"}
-    summary = []
-    for r in runs:
-        bare = base[r.connections]
-        share = 100 * r.requests_per_s / bare.requests_per_s
-        add50, add99 = r.p50_ms - bare.p50_ms, r.p99_ms - bare.p99_ms
-        print(
-            f"{r.target:<10}{r.connections:>6}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}"
-            f"{r.p99_ms:>9.2f}{r.errors:>9}{share:>10.1f}%{add50:>+11.2f}{add99:>+11.2f}"
-        )
-        summary.append(
-            {
-                **asdict(r),
-                "pct_of_no_controls": round(share, 1),
-                "added_p50_ms": round(add50, 3),
-                "added_p99_ms": round(add99, 3),
-            }
-        )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "controls.json"
-    machine = {"machine": platform.node(), "cpus": os.cpu_count() or 0}
-    out.write_text(json.dumps({**machine, "controls": all_controls(), "runs": summary}, indent=2))
-    print(f"wrote {out}")
-
-
 def delete_keys(client: redis.Redis, prefix: str) -> None:
     for key in client.scan_iter(match=f"{{{prefix}}}:*", count=1000):
         client.delete(key)
@@ -194,7 +160,7 @@ def main() -> int:
     finally:
         delete_keys(client, prefix)
         client.close()
-    report(runs)
+    report(runs, baseline="none", name="controls", extra={"controls": all_controls()})
     refused = sum(r.errors for r in runs)
     if refused:
         print(

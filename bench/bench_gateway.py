@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
+from wrkbench import Run, report, wrk
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PATH = "/v1/chat/completions"
 BODY = json.dumps(
     {
@@ -35,16 +31,6 @@ BODY = json.dumps(
         "max_tokens": 16,
     }
 )
-
-
-@dataclass
-class Run:
-    target: str
-    connections: int
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
 
 
 def wrk_script(tmp: Path, key: str | None) -> Path:
@@ -56,31 +42,6 @@ def wrk_script(tmp: Path, key: str | None) -> Path:
         'wrk.headers["Content-Type"] = "application/json"\n' + auth
     )
     return script
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        raise ValueError(f"cannot read wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def wrk(url: str, script: Path, connections: int, seconds: int, target: str) -> Run:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    # Anchored to the start of a line: the +/- Stdev column also prints percentages.
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Run(target, connections, rps, p50, p99, int(errors.group(1)) if errors else 0)
 
 
 def main() -> int:
@@ -130,43 +91,8 @@ def main() -> int:
                 for name, port in targets.items():
                     url = f"http://127.0.0.1:{port}{PATH}"
                     runs.append(wrk(url, scripts.get(name, direct), c, args.duration, name))
-    report(runs)
+    report(runs, baseline="upstream", name="gateway")
     return 0
-
-
-def report(runs: list[Run]) -> None:
-    print(
-        f"{'target':<12}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
-        f"{'% of upstream':>15}{'added p50':>11}{'added p99':>11}"
-    )
-    base = {r.connections: r for r in runs if r.target == "upstream"}
-    summary = []
-    for r in runs:
-        up = base[r.connections]
-        share = 100 * r.requests_per_s / up.requests_per_s
-        add50, add99 = r.p50_ms - up.p50_ms, r.p99_ms - up.p99_ms
-        print(
-            f"{r.target:<12}{r.connections:>6}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}"
-            f"{r.p99_ms:>9.2f}{r.errors:>9}{share:>14.1f}%{add50:>+10.2f}{add99:>+11.2f}"
-        )
-        summary.append(
-            {
-                **asdict(r),
-                "pct_of_upstream": round(share, 1),
-                "added_p50_ms": round(add50, 3),
-                "added_p99_ms": round(add99, 3),
-            }
-        )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "gateway.json"
-    out.write_text(
-        json.dumps({"machine": platform.node(), "cpus": _cpus(), "runs": summary}, indent=2)
-    )
-    print(f"wrote {out}")
-
-
-def _cpus() -> int:
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -59,33 +59,13 @@ def spawned(
 
 
 def fake_upstream(port: int, log: Path | None = None) -> Any:
-    return spawned(
-        [sys.executable, "-m", "costwarden.providers.fake_upstream", "--port", str(port)],
-        port,
-        log=log,
-    )
+    return spawned(fake_upstream_command(port), port, log=log)
 
 
 def gateway(
     config: Path, port: int, env: dict[str, str] | None = None, log: Path | None = None
 ) -> Any:
-    return spawned(
-        [
-            sys.executable,
-            "-m",
-            "costwarden",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        port,
-        env=env,
-        log=log,
-    )
+    return spawned(gateway_command(config, port), port, env=env, log=log)
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
