@@ -13,7 +13,13 @@ import orjson
 from costwarden.config import EndpointConfig
 from costwarden.providers.base import MESSAGES, ParsedUsage, UpstreamRequest
 from costwarden.providers.sse import DeferredText, SSEParser
-from costwarden.providers.wire import request_headers, sub_dict, token_count, upstream_url
+from costwarden.providers.wire import (
+    parsed_usage,
+    request_headers,
+    sub_dict,
+    token_count,
+    upstream_url,
+)
 from costwarden.records import TokenUsage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -49,12 +55,7 @@ class AnthropicAdapter:
         )
 
     def parse_usage(self, api: str, payload: dict[str, Any]) -> ParsedUsage:
-        model = payload.get("model")
-        usage = payload.get("usage")
-        return ParsedUsage(
-            usage=anthropic_usage(usage) if isinstance(usage, dict) else None,
-            reported_model=model if isinstance(model, str) else None,
-        )
+        return parsed_usage(payload, anthropic_usage)
 
     def stream_tracker(self, api: str) -> AnthropicStreamTracker:
         if api != MESSAGES:

@@ -11,22 +11,28 @@ import orjson
 
 from costwarden.providers.fake_common import MODEL_SNAPSHOTS, Answer, StreamPlan
 
-_ERROR_TYPES: Mapping[int, str] = MappingProxyType({
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-})
+_ERROR_TYPES: Mapping[int, str] = MappingProxyType(
+    {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        500: "api_error",
+        529: "overloaded_error",
+    }
+)
 
 
 def error_body(status: int, message: str | None = None) -> bytes:
     kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps({"type": "error", "error": {
-        "type": kind, "message": message or f"Simulated {kind} (fake upstream)."}})
+    return orjson.dumps(
+        {
+            "type": "error",
+            "error": {"type": kind, "message": message or f"Simulated {kind} (fake upstream)."},
+        }
+    )
 
 
 def _stop_reason(answer: Answer) -> str:
@@ -66,8 +72,13 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 def message_stream(answer: Answer) -> StreamPlan:
     start: dict[str, Any] = {
-        "id": answer.response_id, "type": "message", "role": "assistant",
-        "model": answer.model, "content": [], "stop_reason": None, "stop_sequence": None,
+        "id": answer.response_id,
+        "type": "message",
+        "role": "assistant",
+        "model": answer.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
     }
     delta_usage: dict[str, Any] = {}
     if answer.with_usage:
@@ -75,17 +86,31 @@ def message_stream(answer: Answer) -> StreamPlan:
         delta_usage = {"usage": {"output_tokens": answer.generation.output_tokens}}
     head = (
         _event("message_start", {"type": "message_start", "message": start}),
-        _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                       "content_block": {"type": "text", "text": ""}}),
+        _event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         b'event: ping\ndata: {"type": "ping"}\n\n',
     )
-    prefix = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-              b'"delta":{"type":"text_delta","text":')
+    prefix = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":'
+    )
     content = tuple(prefix + orjson.dumps(p) + b"}}\n\n" for p in answer.generation.pieces)
     tail = (
         _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        _event("message_delta", {"type": "message_delta", "delta": {
-            "stop_reason": _stop_reason(answer), "stop_sequence": None}, **delta_usage}),
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": _stop_reason(answer), "stop_sequence": None},
+                **delta_usage,
+            },
+        ),
         _event("message_stop", {"type": "message_stop"}),
     )
     return StreamPlan(head, content, tail)
@@ -95,5 +120,4 @@ def models_list(created: int) -> bytes:
     stamp = datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
     ids = sorted(m for m in {*MODEL_SNAPSHOTS.values()} if m.startswith("claude"))
     data = [{"type": "model", "id": i, "display_name": i, "created_at": stamp} for i in ids]
-    return orjson.dumps({"data": data, "has_more": False,
-                         "first_id": ids[0], "last_id": ids[-1]})
+    return orjson.dumps({"data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})

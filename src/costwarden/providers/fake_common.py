@@ -17,38 +17,69 @@ from urllib.parse import parse_qsl
 
 # Floating alias → the dated snapshot a real provider reports back. Anything else (dated ids,
 # embedding models, self-hosted names) is echoed verbatim.
-MODEL_SNAPSHOTS: Mapping[str, str] = MappingProxyType({
-    "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
-    "gpt-4o": "gpt-4o-2024-08-06",
-    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
-    "gpt-4.1": "gpt-4.1-2025-04-14",
-    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
-    "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
-    "gpt-5": "gpt-5-2025-08-07",
-    "gpt-5-mini": "gpt-5-mini-2025-08-07",
-    "gpt-5-nano": "gpt-5-nano-2025-08-07",
-    "o1": "o1-2024-12-17",
-    "o3": "o3-2025-04-16",
-    "o3-mini": "o3-mini-2025-01-31",
-    "o4-mini": "o4-mini-2025-04-16",
-    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
-    "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219",
-    "claude-sonnet-4-0": "claude-sonnet-4-20250514",
-    "claude-opus-4-0": "claude-opus-4-20250514",
-    "claude-opus-4-1": "claude-opus-4-1-20250805",
-    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
-    "claude-opus-4-5": "claude-opus-4-5-20251101",
-    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
-})
+MODEL_SNAPSHOTS: Mapping[str, str] = MappingProxyType(
+    {
+        "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+        "gpt-4o": "gpt-4o-2024-08-06",
+        "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+        "gpt-4.1": "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
+        "gpt-5": "gpt-5-2025-08-07",
+        "gpt-5-mini": "gpt-5-mini-2025-08-07",
+        "gpt-5-nano": "gpt-5-nano-2025-08-07",
+        "o1": "o1-2024-12-17",
+        "o3": "o3-2025-04-16",
+        "o3-mini": "o3-mini-2025-01-31",
+        "o4-mini": "o4-mini-2025-04-16",
+        "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
+        "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219",
+        "claude-sonnet-4-0": "claude-sonnet-4-20250514",
+        "claude-opus-4-0": "claude-opus-4-20250514",
+        "claude-opus-4-1": "claude-opus-4-1-20250805",
+        "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+        "claude-opus-4-5": "claude-opus-4-5-20251101",
+        "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+    }
+)
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 CACHE_PREFIX_TOKENS = 1024  # prompts at least this long have their first 1024 tokens cached
 MESSAGE_OVERHEAD_TOKENS = 3  # per message, plus once for the reply priming (as OpenAI counts)
 KNOB_HEADER_PREFIX = "x-fake-"
 KNOB_BODY_FIELD = "x_fake"
 _OUTPUT_WORDS = (
-    "Sure", "here", "is", "a", "short", "answer", "about", "the", "topic", "you", "asked",
-    "for", "with", "some", "more", "detail", "on", "how", "it", "works", "in", "practice",
-    "and", "why", "that", "matters", "to", "your", "team", "this", "week", "today",
+    "Sure",
+    "here",
+    "is",
+    "a",
+    "short",
+    "answer",
+    "about",
+    "the",
+    "topic",
+    "you",
+    "asked",
+    "for",
+    "with",
+    "some",
+    "more",
+    "detail",
+    "on",
+    "how",
+    "it",
+    "works",
+    "in",
+    "practice",
+    "and",
+    "why",
+    "that",
+    "matters",
+    "to",
+    "your",
+    "team",
+    "this",
+    "week",
+    "today",
 )
 
 
@@ -97,15 +128,17 @@ def _flag(raw: str) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
-_KNOB_PARSERS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
-    "status": _status,
-    "latency_ms": float,
-    "chunk_delay_ms": float,
-    "cut_after": _non_negative_int,
-    "no_usage": _flag,
-    "output_tokens": _non_negative_int,
-    "cached_tokens": _non_negative_int,
-})
+_KNOB_PARSERS: Mapping[str, Callable[[str], Any]] = MappingProxyType(
+    {
+        "status": _status,
+        "latency_ms": float,
+        "chunk_delay_ms": float,
+        "cut_after": _non_negative_int,
+        "no_usage": _flag,
+        "output_tokens": _non_negative_int,
+        "cached_tokens": _non_negative_int,
+    }
+)
 
 
 def split_model(requested: str) -> tuple[str, dict[str, str]]:

@@ -23,25 +23,39 @@ FINGERPRINT = "fp_c0stw4rd3n"
 _DONE_EVENT = b"data: [DONE]\n\n"
 _DEFAULT_DIMENSIONS = 1536
 _LARGE_DIMENSIONS = 3072
-_ERRORS: Mapping[int, tuple[str, str | None, str]] = MappingProxyType({
-    400: ("invalid_request_error", None, "Invalid request (simulated by the fake upstream)."),
-    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    403: ("invalid_request_error", "unsupported_country_region_territory",
-          "Country, region, or territory not supported."),
-    404: ("invalid_request_error", "model_not_found", "The model does not exist."),
-    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
-    500: ("server_error", None,
-          "The server had an error while processing your request. Sorry about that!"),
-    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
-})
+_ERRORS: Mapping[int, tuple[str, str | None, str]] = MappingProxyType(
+    {
+        400: ("invalid_request_error", None, "Invalid request (simulated by the fake upstream)."),
+        401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+        403: (
+            "invalid_request_error",
+            "unsupported_country_region_territory",
+            "Country, region, or territory not supported.",
+        ),
+        404: ("invalid_request_error", "model_not_found", "The model does not exist."),
+        429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+        500: (
+            "server_error",
+            None,
+            "The server had an error while processing your request. Sorry about that!",
+        ),
+        503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+    }
+)
 
 
 def error_body(status: int, message: str | None = None) -> bytes:
     kind, code, default = _ERRORS.get(
-        status, ("server_error" if status >= 500 else "invalid_request_error", None,
-                 f"Simulated error {status}."))
+        status,
+        (
+            "server_error" if status >= 500 else "invalid_request_error",
+            None,
+            f"Simulated error {status}.",
+        ),
+    )
     return orjson.dumps(
-        {"error": {"message": message or default, "type": kind, "param": None, "code": code}})
+        {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
+    )
 
 
 def usage_object(answer: Answer) -> dict[str, Any]:
@@ -70,13 +84,19 @@ def chat_completion(answer: Answer) -> bytes:
         "object": "chat.completion",
         "created": answer.created,
         "model": answer.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.generation.text,
-                        "refusal": None, "annotations": []},
-            "logprobs": None,
-            "finish_reason": _finish_reason(answer),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": answer.generation.text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": _finish_reason(answer),
+            }
+        ],
         "service_tier": "default",
         "system_fingerprint": FINGERPRINT,
     }
@@ -91,8 +111,14 @@ def text_completion(answer: Answer) -> bytes:
         "object": "text_completion",
         "created": answer.created,
         "model": answer.model,
-        "choices": [{"text": answer.generation.text, "index": 0, "logprobs": None,
-                     "finish_reason": _finish_reason(answer)}],
+        "choices": [
+            {
+                "text": answer.generation.text,
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": _finish_reason(answer),
+            }
+        ],
         "system_fingerprint": FINGERPRINT,
     }
     if answer.with_usage:
@@ -102,8 +128,15 @@ def text_completion(answer: Answer) -> bytes:
 
 def _chunk_frame(answer: Answer, obj: str, usage_null: bool) -> tuple[bytes, bytes]:
     """(prefix, suffix) around the ``choices`` list of one chunk."""
-    head = orjson.dumps({"id": answer.response_id, "object": obj, "created": answer.created,
-                         "model": answer.model, "system_fingerprint": FINGERPRINT})
+    head = orjson.dumps(
+        {
+            "id": answer.response_id,
+            "object": obj,
+            "created": answer.created,
+            "model": answer.model,
+            "system_fingerprint": FINGERPRINT,
+        }
+    )
     prefix = b"data: " + head[:-1] + b',"choices":'
     suffix = (b',"usage":null' if usage_null else b"") + b"}\n\n"
     return prefix, suffix
@@ -179,8 +212,9 @@ def vector(item: str | list[int], dimensions: int) -> list[float]:
     return [v / norm for v in values]
 
 
-def embeddings(model: str, body: Mapping[str, Any], inputs: list[str | list[int]],
-               with_usage: bool) -> bytes:
+def embeddings(
+    model: str, body: Mapping[str, Any], inputs: list[str | list[int]], with_usage: bool
+) -> bytes:
     dims = embedding_dimensions(model, body.get("dimensions"))
     as_base64 = body.get("encoding_format") == "base64"
     data = []
@@ -196,9 +230,20 @@ def embeddings(model: str, body: Mapping[str, Any], inputs: list[str | list[int]
 
 
 def models_list(created: int) -> bytes:
-    ids = sorted({*MODEL_SNAPSHOTS, *MODEL_SNAPSHOTS.values(),
-                  "text-embedding-3-small", "text-embedding-3-large"})
-    return orjson.dumps({"object": "list", "data": [
-        {"id": i, "object": "model", "created": created, "owned_by": "costwarden-fake"}
-        for i in ids
-    ]})
+    ids = sorted(
+        {
+            *MODEL_SNAPSHOTS,
+            *MODEL_SNAPSHOTS.values(),
+            "text-embedding-3-small",
+            "text-embedding-3-large",
+        }
+    )
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"id": i, "object": "model", "created": created, "owned_by": "costwarden-fake"}
+                for i in ids
+            ],
+        }
+    )

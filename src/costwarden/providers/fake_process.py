@@ -60,8 +60,10 @@ def serve(config: FakeUpstreamConfig, host: str, port: int, workers: int) -> Non
         _serve_socket(sock, config)
         return
     context = multiprocessing.get_context("fork")  # the bound socket is inherited as is
-    children = [context.Process(target=_serve_worker, args=(sock, config, os.getpid()),
-                                daemon=True) for _ in range(workers)]
+    children = [
+        context.Process(target=_serve_worker, args=(sock, config, os.getpid()), daemon=True)
+        for _ in range(workers)
+    ]
     for child in children:
         child.start()
 
@@ -78,8 +80,10 @@ def serve(config: FakeUpstreamConfig, host: str, port: int, workers: int) -> Non
 
 def _parser() -> argparse.ArgumentParser:
     defaults = FakeUpstreamConfig()
-    parser = argparse.ArgumentParser(prog="python -m costwarden.providers.fake_upstream",
-                                     description="Fake OpenAI/Anthropic-compatible upstream.")
+    parser = argparse.ArgumentParser(
+        prog="python -m costwarden.providers.fake_upstream",
+        description="Fake OpenAI/Anthropic-compatible upstream.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--workers", type=int, default=1)
@@ -141,12 +145,27 @@ class UpstreamProcess:
         self.stop()
 
 
-def run_in_subprocess(port: int = 0, *, host: str = "127.0.0.1", workers: int = 1,
-                      extra_args: Sequence[str] = (),
-                      ready_timeout_s: float = 30.0) -> UpstreamProcess:
+def run_in_subprocess(
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    workers: int = 1,
+    extra_args: Sequence[str] = (),
+    ready_timeout_s: float = 30.0,
+) -> UpstreamProcess:
     """Start ``python -m costwarden.providers.fake_upstream`` and wait until it listens."""
-    command = [sys.executable, "-m", "costwarden.providers.fake_upstream", "--host", host,
-               "--port", str(port), "--workers", str(workers), *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "costwarden.providers.fake_upstream",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *extra_args,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     if process.stdout is None:  # cannot happen with stdout=PIPE; narrows the type
         raise RuntimeError("no stdout pipe to the fake upstream")
@@ -159,6 +178,6 @@ def run_in_subprocess(port: int = 0, *, host: str = "127.0.0.1", workers: int = 
         if not line:  # the child exited before it was ready
             break
         if line.startswith(READY_PREFIX):
-            return UpstreamProcess(process, line[len(READY_PREFIX):].strip())
+            return UpstreamProcess(process, line[len(READY_PREFIX) :].strip())
     UpstreamProcess(process, "").stop()
     raise RuntimeError(f"fake upstream did not start (exit code {process.poll()})")

@@ -10,8 +10,12 @@ import orjson
 from costwarden.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES
 from costwarden.providers.fake_common import PromptCount, content_texts, count_prompt
 
-_ROUTES = (("/chat/completions", CHAT), ("/completions", COMPLETIONS),
-           ("/embeddings", EMBEDDINGS), ("/messages", MESSAGES))
+_ROUTES = (
+    ("/chat/completions", CHAT),
+    ("/completions", COMPLETIONS),
+    ("/embeddings", EMBEDDINGS),
+    ("/messages", MESSAGES),
+)
 _LEGACY_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /completions
 
 
@@ -75,7 +79,8 @@ def prompt_and_limit(api: str, body: Mapping[str, Any]) -> tuple[PromptCount, in
         messages = _messages(body)
         texts = _message_texts(messages)
         return count_prompt(texts, len(messages)), _int_field(
-            body, "max_completion_tokens", "max_tokens")
+            body, "max_completion_tokens", "max_tokens"
+        )
     if api == MESSAGES:
         messages = _messages(body)
         limit = _int_field(body, "max_tokens")

@@ -96,8 +96,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 _JSON = (b"content-type", b"application/json")
 _ID_PREFIXES = MappingProxyType({CHAT: "chatcmpl-", COMPLETIONS: "cmpl-", MESSAGES: "msg_01"})
-_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
 
 
 @dataclass(slots=True, frozen=True)
@@ -135,8 +137,9 @@ class FakeUpstream:
     def __init__(self, config: FakeUpstreamConfig | None = None) -> None:
         self.config = config or FakeUpstreamConfig()
         self.requests: deque[RecordedRequest] = deque(maxlen=self.config.record_last)
-        self._default_knobs = Knobs(latency_ms=self.config.latency_ms,
-                                    chunk_delay_ms=self.config.chunk_delay_ms)
+        self._default_knobs = Knobs(
+            latency_ms=self.config.latency_ms, chunk_delay_ms=self.config.chunk_delay_ms
+        )
         self._prefixes = PrefixCache()
         self._api_calls = 0
         self._server: uvicorn.Server | None = None  # while started in-process
@@ -186,19 +189,23 @@ class FakeUpstream:
             method=scope["method"],
             path=scope["path"],
             query=scope["query_string"].decode("latin-1"),
-            headers={k.decode("latin-1").lower(): v.decode("latin-1")
-                     for k, v in scope["headers"]},
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
             raw_body=await _read_body(receive),
         )
         self.requests.append(request)
         api, anthropic = route(request.method, request.path, request.headers)
         reply, knobs = await self._reply(request, api, anthropic)
-        reply.headers.append((b"request-id" if anthropic else b"x-request-id",
-                              b"req_" + os.urandom(12).hex().encode()))
+        reply.headers.append(
+            (
+                b"request-id" if anthropic else b"x-request-id",
+                b"req_" + os.urandom(12).hex().encode(),
+            )
+        )
         await _send_reply(send, reply, knobs)
 
-    async def _reply(self, request: RecordedRequest, api: str | None,
-                     anthropic: bool) -> tuple[_Reply, Knobs]:
+    async def _reply(
+        self, request: RecordedRequest, api: str | None, anthropic: bool
+    ) -> tuple[_Reply, Knobs]:
         errors = fake_anthropic.error_body if anthropic else fake_openai.error_body
         knobs = self._default_knobs
         try:
@@ -223,8 +230,11 @@ class FakeUpstream:
         model = body.get("model")
         _, model_knobs = split_model(model) if isinstance(model, str) else ("", {})
         try:
-            return (self._default_knobs.merged(model_knobs).merged(body_knobs(body))
-                    .merged(header_knobs(headers)))
+            return (
+                self._default_knobs.merged(model_knobs)
+                .merged(body_knobs(body))
+                .merged(header_knobs(headers))
+            )
         except KnobError as exc:
             raise HTTPReplyError(str(exc)) from exc
 
@@ -249,7 +259,8 @@ class FakeUpstream:
         prompt, max_tokens = prompt_and_limit(api, body)
         anthropic = api == MESSAGES
         cache_read, cache_write = self._cache_tokens(
-            prompt, knobs, explicit=not anthropic or b"cache_control" in raw, writes=anthropic)
+            prompt, knobs, explicit=not anthropic or b"cache_control" in raw, writes=anthropic
+        )
         answer = Answer(
             response_id=_ID_PREFIXES[api] + os.urandom(12).hex(),
             created=int(time.time()),
@@ -258,15 +269,19 @@ class FakeUpstream:
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
             generation=generate(
-                self.config.default_output_tokens if knobs.output_tokens is None
+                self.config.default_output_tokens
+                if knobs.output_tokens is None
                 else knobs.output_tokens,
-                max_tokens, is_reasoning_model(base_model) and not anthropic),
+                max_tokens,
+                is_reasoning_model(base_model) and not anthropic,
+            ),
             with_usage=not knobs.no_usage,
         )
         return _render(api, answer, body)
 
-    def _cache_tokens(self, prompt: PromptCount, knobs: Knobs, *, explicit: bool,
-                      writes: bool) -> tuple[int, int]:
+    def _cache_tokens(
+        self, prompt: PromptCount, knobs: Knobs, *, explicit: bool, writes: bool
+    ) -> tuple[int, int]:
         if knobs.cached_tokens is not None:
             return min(knobs.cached_tokens, prompt.tokens), 0
         if prompt.prefix_key is None or not explicit:
@@ -285,8 +300,15 @@ class FakeUpstream:
 
 def uvicorn_config(app: FakeUpstream, loop: str = "none") -> uvicorn.Config:
     # log_config=None: an in-process fake must not reconfigure the host process's logging.
-    return uvicorn.Config(app, http="httptools", loop=loop, lifespan="off", access_log=False,
-                          log_config=None, timeout_graceful_shutdown=1)
+    return uvicorn.Config(
+        app,
+        http="httptools",
+        loop=loop,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=1,
+    )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -318,8 +340,11 @@ async def _read_body(receive: Receive) -> bytes:
 
 def _render(api: str, answer: Answer, body: Mapping[str, Any]) -> _Reply:
     if body.get("stream") is not True:
-        build = {CHAT: fake_openai.chat_completion, COMPLETIONS: fake_openai.text_completion,
-                 MESSAGES: fake_anthropic.message}[api]
+        build = {
+            CHAT: fake_openai.chat_completion,
+            COMPLETIONS: fake_openai.text_completion,
+            MESSAGES: fake_anthropic.message,
+        }[api]
         return _Reply(200, build(answer), None, [_JSON])
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -338,8 +363,13 @@ async def _send_reply(send: Send, reply: _Reply, knobs: Knobs) -> None:
         headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if cut:  # return mid-body: uvicorn then drops the connection, a real cut
-            await send({"type": "http.response.body", "body": reply.body[: len(reply.body) // 2],
-                        "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": reply.body[: len(reply.body) // 2],
+                    "more_body": True,
+                }
+            )
             return
         await send({"type": "http.response.body", "body": reply.body})
         return

@@ -23,7 +23,13 @@ from costwarden.providers.base import (
     UpstreamRequest,
 )
 from costwarden.providers.sse import DeferredText, SSEParser
-from costwarden.providers.wire import request_headers, sub_dict, token_count, upstream_url
+from costwarden.providers.wire import (
+    parsed_usage,
+    request_headers,
+    sub_dict,
+    token_count,
+    upstream_url,
+)
 from costwarden.records import TokenUsage
 
 _PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
@@ -56,8 +62,10 @@ class OpenAIAdapter:
             out["stream"] = True
             # Without this OpenAI streams carry no usage at all; keep the client's other options.
             options = out.get("stream_options")
-            out["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                     "include_usage": True}
+            out["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
         return UpstreamRequest(
             url=upstream_url(endpoint, path),
             headers=request_headers(endpoint, "Authorization", api_key),
@@ -65,12 +73,7 @@ class OpenAIAdapter:
         )
 
     def parse_usage(self, api: str, payload: dict[str, Any]) -> ParsedUsage:
-        model = payload.get("model")
-        usage = payload.get("usage")
-        return ParsedUsage(
-            usage=openai_usage(usage) if isinstance(usage, dict) else None,
-            reported_model=model if isinstance(model, str) else None,
-        )
+        return parsed_usage(payload, openai_usage)
 
     def stream_tracker(self, api: str) -> OpenAIStreamTracker:
         if api not in _STREAMING_APIS:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from costwarden.config import EndpointConfig
+from costwarden.providers.base import ParsedUsage
+from costwarden.records import TokenUsage
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -55,3 +58,15 @@ def sub_dict(payload: dict[str, Any], key: str) -> dict[str, Any]:
     """``payload[key]`` when it is an object, else an empty dict (absent / null / wrong type)."""
     value = payload.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def parsed_usage(
+    payload: dict[str, Any], normalise: Callable[[dict[str, Any]], TokenUsage]
+) -> ParsedUsage:
+    """Usage and reported model of a non-streamed answer; either may be absent."""
+    model = payload.get("model")
+    usage = payload.get("usage")
+    return ParsedUsage(
+        usage=normalise(usage) if isinstance(usage, dict) else None,
+        reported_model=model if isinstance(model, str) else None,
+    )
