@@ -175,6 +175,30 @@ async def test_pending_superseded_in_its_batch_is_not_written(ledger_config: Led
         await ledger.close()
 
 
+async def test_only_pendings_finished_in_their_batch_are_dropped(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Pending lines are read by their first bytes, or decoded in full when the id holds a JSON
+    escape; either way one is dropped only when its final line is in the same batch."""
+    finished = [make_record(0), make_record(1, request_id='cw-"escaped\\id"')]
+    running = [make_record(2), make_record(3, request_id="cw-\\still-running")]
+    ledger = await Ledger.open(ledger_config)
+    try:
+        for record in [*finished, *running]:
+            ledger.append_pending(record)
+        for record in finished:
+            ledger.append(record)  # no await since the first append: all in one batch
+        await ledger.flush()
+        assert ledger.stats.lines_copied == 4
+        for record in finished:
+            assert await ledger.store.get_record(record.request_id) == record
+        for record in running:
+            assert await status_of(ledger.store, record.request_id) is Status.IN_FLIGHT
+            ledger.append(record)
+    finally:
+        await ledger.close()
+
+
 async def test_a_live_ledgers_requests_in_flight_are_never_interrupted(
     ledger_config: LedgerConfig,
 ) -> None:

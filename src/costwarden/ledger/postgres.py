@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from costwarden.ledger.rows import LedgerRow, as_utc, record_from_columns
+from costwarden.ledger.rows import LedgerRow, as_utc, record_from_columns, row_from_line
 from costwarden.ledger.sql import (
     INTERRUPTED_MESSAGE,
     Dialect,
@@ -122,12 +122,20 @@ class PostgresStore:
                 )
 
     # -- usage records -------------------------------------------------------------------
+    def row_values(self, line: Mapping[str, Any], spool_writer: str) -> Sequence[Any]:
+        return row_from_line(line, spool_writer)  # asyncpg binds Decimal and datetime itself
+
     async def insert_rows(
         self, rows: Sequence[LedgerRow], checkpoint: Checkpoint | None = None
     ) -> None:
+        await self.insert_values(rows, checkpoint)
+
+    async def insert_values(
+        self, values: Sequence[Sequence[Any]], checkpoint: Checkpoint | None = None
+    ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            if rows:
-                await conn.executemany(_INSERT_RECORD, rows)
+            if values:
+                await conn.executemany(_INSERT_RECORD, values)
             if checkpoint is not None:
                 await conn.execute(
                     _UPSERT_CHECKPOINT, checkpoint.segment, checkpoint.byte_offset, utcnow()

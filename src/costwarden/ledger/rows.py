@@ -91,11 +91,16 @@ def encode_record(record: UsageRecord) -> bytes:
     return orjson.dumps(record, default=_decimal_as_str, option=orjson.OPT_APPEND_NEWLINE)
 
 
+# What ``encode_pending`` writes first: orjson keeps the dict's key order and adds no spaces.
+_PENDING_PREFIX = b'{"status":"in_flight","request_id":"'
+
+
 def encode_pending(record: UsageRecord) -> bytes:
     """The pending line of a request now in flight (see module docstring).
 
     The status is written as ``in_flight`` whatever ``record.status`` says: the record is still
     being completed, and its final line (``encode_record``) supersedes this one in the store.
+    The status and request_id come first, so that ``pending_request_id`` can read them.
     """
     return orjson.dumps(
         {
@@ -139,9 +144,31 @@ def row_from_line(data: Mapping[str, Any], spool_writer: str | None = None) -> L
 
 def row_from_pending(data: Mapping[str, Any], spool_writer: str | None = None) -> LedgerRow:
     """Row of a request in flight: no usage, no cost (NULL: unknown, never 0), no HTTP status."""
-    return row_from_dict(
-        {**data, "usage": _NO_USAGE, "http_status": 0, "attempts": []}, spool_writer
-    )
+    return row_from_dict(pending_as_dict(data), spool_writer)
+
+
+def pending_as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A decoded pending line completed into ``to_dict()`` form (what a pending row holds)."""
+    return {**data, "usage": _NO_USAGE, "http_status": 0, "attempts": []}
+
+
+def pending_request_id(line: bytes) -> str | None:
+    """The request_id of a pending line, read without decoding the JSON (the copier drops a
+    pending line whose final line is in the same batch, so most are never decoded at all).
+
+    None when ``line`` does not start the way ``encode_pending`` writes it (a final line), or
+    when the id holds a JSON escape: the caller then decodes the line in full.
+    """
+    if not line.startswith(_PENDING_PREFIX):
+        return None
+    end = line.find(b'"', len(_PENDING_PREFIX))
+    raw = line[len(_PENDING_PREFIX) : end]
+    if end < 0 or b"\\" in raw:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def row_from_dict(data: Mapping[str, Any], spool_writer: str | None = None) -> LedgerRow:
@@ -190,16 +217,6 @@ def row_from_dict(data: Mapping[str, Any], spool_writer: str | None = None) -> L
         attempts=orjson.dumps(data.get("attempts") or []).decode(),
         spool_writer=spool_writer,
     )
-
-
-def drop_superseded(rows: list[LedgerRow]) -> list[LedgerRow]:
-    """``rows`` less the in-flight rows whose final row is in ``rows`` too.
-
-    The store would replace them anyway; not sending them halves the writes for the usual
-    request, whose pending and final lines land in the same batch.
-    """
-    finished = {row.request_id for row in rows if row.status != IN_FLIGHT}
-    return [row for row in rows if row.status != IN_FLIGHT or row.request_id not in finished]
 
 
 def row_from_record(record: UsageRecord) -> LedgerRow:

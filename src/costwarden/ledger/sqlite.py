@@ -24,7 +24,14 @@ from typing import Any, TypeVar
 
 import orjson
 
-from costwarden.ledger.rows import COLUMNS, LedgerRow, as_utc, record_from_columns
+from costwarden.ledger.rows import (
+    COLUMNS,
+    IN_FLIGHT,
+    LedgerRow,
+    as_utc,
+    pending_as_dict,
+    record_from_columns,
+)
 from costwarden.ledger.sql import (
     INTERRUPTED_MESSAGE,
     Dialect,
@@ -107,6 +114,84 @@ def sqlite_values(row: LedgerRow) -> list[Any]:
         if values[index] is not None:
             values[index] = convert(values[index])
     return values
+
+
+def sqlite_values_from_line(data: Mapping[str, Any], spool_writer: str | None) -> tuple[Any, ...]:
+    """``sqlite_values(row_from_line(data, spool_writer))``, built straight from the decoded
+    spool line: the copier's path, ~4x cheaper (a test holds the two equal).
+
+    The line already holds what SQLite stores: costs as exact decimal text (written by
+    ``str(Decimal)``, which ``str(Decimal(text))`` gives back unchanged) and UTC timestamps in
+    ISO form, so no Decimal or datetime is built only to be turned back into the same text.
+    """
+    if data["status"] == IN_FLIGHT:
+        data = pending_as_dict(data)
+    created_at = _timestamp_text(data["created_at"])
+    finished_at = data.get("finished_at")
+    principal = data.get("principal") or _EMPTY
+    tags = data.get("tags") or _EMPTY
+    usage = data["usage"]
+    return (  # in COLUMNS order
+        data["request_id"],
+        created_at,
+        _timestamp_text(finished_at) if finished_at else None,
+        created_at[:10],  # day: the UTC date of created_at
+        data["api"],
+        bool(data.get("stream")),
+        principal.get("key_id"),
+        principal.get("user"),
+        principal.get("team"),
+        principal.get("key_name"),
+        tags.get("feature"),
+        tags.get("session"),
+        tags.get("env"),
+        tags.get("agent"),
+        data["requested_model"],
+        data.get("resolved_model"),
+        data.get("provider"),
+        data.get("upstream_model"),
+        data.get("reported_model"),
+        usage["input_tokens"],
+        usage["output_tokens"],
+        usage["cache_read_tokens"],
+        usage["cache_write_tokens"],
+        usage["reasoning_tokens"],
+        bool(usage["estimated"]),
+        _cost_text(data.get("cost")),
+        _cost_text(data.get("cost_input")),
+        _cost_text(data.get("cost_output")),
+        data.get("price_source"),
+        data.get("price_version"),
+        float(data.get("latency_ms") or 0.0),
+        float(data.get("upstream_latency_ms") or 0.0),
+        data["status"],
+        data["http_status"],
+        data.get("error_type"),
+        data.get("error_message"),
+        orjson.dumps(data.get("attempts") or []).decode(),
+        spool_writer,
+    )
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+def _timestamp_text(text: str) -> str:
+    """``sqlite_timestamp`` of an ISO timestamp from a spool line. orjson writes a UTC time as
+    ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``: those two shapes need no parsing."""
+    if text.endswith("+00:00") and text[10:11] == "T":
+        if len(text) == 32 and text[19] == ".":
+            return text
+        if len(text) == 25:
+            return f"{text[:19]}.000000+00:00"
+    return sqlite_timestamp(datetime.fromisoformat(text))
+
+
+def _cost_text(value: str | int | float | None) -> str | None:
+    # A cost is written as str(Decimal), which Decimal parsing and str() give back unchanged.
+    if value is None or isinstance(value, str):
+        return value
+    return str(Decimal(value))
 
 
 class _DecimalSum:
@@ -225,11 +310,18 @@ class SqliteStore:
         await self._run(apply)
 
     # -- usage records -------------------------------------------------------------------
+    def row_values(self, line: Mapping[str, Any], spool_writer: str) -> Sequence[Any]:
+        return sqlite_values_from_line(line, spool_writer)
+
     async def insert_rows(
         self, rows: Sequence[LedgerRow], checkpoint: Checkpoint | None = None
     ) -> None:
+        await self.insert_values([sqlite_values(row) for row in rows], checkpoint)
+
+    async def insert_values(
+        self, values: Sequence[Sequence[Any]], checkpoint: Checkpoint | None = None
+    ) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            values = [sqlite_values(row) for row in rows]
             with _write_transaction(conn):
                 if values:
                     conn.executemany(_INSERT_RECORD, values)

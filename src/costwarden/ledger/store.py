@@ -131,6 +131,17 @@ class Store(Protocol):
         replaces it only if the row is final (not ``in_flight``) and the stored one is
         ``in_flight`` or ``interrupted``; otherwise it is skipped (the first final row wins)."""
 
+    def row_values(self, line: Mapping[str, Any], spool_writer: str) -> Sequence[Any]:
+        """The bound values (in ``COLUMNS`` order, this backend's types) of the row of one
+        decoded spool line, for ``insert_values``. Runs on the event loop, so it is cheap: the
+        copier calls it for every line. Raises ``KeyError``/``TypeError``/``ValueError`` on a
+        malformed line."""
+
+    async def insert_values(
+        self, values: Sequence[Sequence[Any]], checkpoint: Checkpoint | None = None
+    ) -> None:
+        """``insert_rows`` for rows given as ``row_values`` made them."""
+
     async def interrupt_in_flight(self, spool_writer: str) -> int:
         """Mark ``spool_writer``'s rows still ``in_flight`` as ``interrupted`` (cost NULL);
         return how many. Only for a writer that is dead: its requests can never finish."""
