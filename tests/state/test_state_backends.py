@@ -176,3 +176,13 @@ async def test_period_keys_are_independent_counters(backend: StateBackend):
     assert (await backend.admit(plan("a", "1", november))).admitted
     assert not (await backend.admit(plan("b", "1", november))).admitted
     assert (await backend.admit(plan("c", "1", december))).admitted
+
+
+async def test_leases_admitted_out_of_expiry_order_each_expire_on_time(backend: StateBackend):
+    cap = ScopeKey("budget:global:day:x", Decimal("1"))
+    await backend.admit(plan("late", "0.30", cap))  # expires NOW + LEASE
+    await backend.admit(plan("early", "0.20", cap, now=NOW - 60))  # clock behind: expires first
+    assert await backend.sweep_expired(NOW + LEASE - 59) == 1
+    assert await backend.usage(cap.key) == (Decimal(0), Decimal("0.30"))
+    assert await backend.sweep_expired(NOW + LEASE + 1) == 1
+    assert await backend.usage(cap.key) == (Decimal(0), Decimal(0))

@@ -9,8 +9,8 @@ line for line (both run the same test suite).
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
@@ -33,7 +33,18 @@ from costwarden.state.base import (
     velocity_ttl_s,
 )
 from costwarden.state.memory_rates import RatePlan, gcra, rate_refusal, rate_state
+from costwarden.state.memory_sessions import (
+    Session,
+    record_fingerprint,
+    repeats_to_loop,
+    trip,
+)
 from costwarden.state.memory_velocity import VelocityState, check_velocity
+
+# A rate bucket is kept this long past its TAT, as the Redis backend's key TTL does. Without
+# it a bucket used below its limit (TAT about now) came due at every admission, costing a heap
+# pop and push per bucket per request.
+_RATE_KEEP_S = 1.0
 
 
 @dataclass(slots=True)
@@ -42,15 +53,6 @@ class _Counter:
     reserved: int = 0
     refused: bool = False  # a BUDGET refusal was already reported for this counter
     expires_at: float | None = None
-
-
-@dataclass(slots=True)
-class _Session:
-    steps: int = 0
-    tripped_until: float = 0.0
-    trip_reason: str = ""
-    fingerprints: dict[str, deque[float]] = field(default_factory=dict)
-    expires_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -66,11 +68,17 @@ class MemoryStateBackend:
     def __init__(self) -> None:
         self._counters: dict[str, _Counter] = {}
         self._tats: dict[str, float] = {}
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._velocity: dict[str, VelocityState] = {}
         self._leases: dict[str, _Lease] = {}
         # (time, kind, key) entries; stale ones (object renewed or gone) are skipped on pop.
         self._expiry_heap: list[tuple[float, str, str]] = []
+        # Lease id -> first expiry, in admission order with non-decreasing expiries (every
+        # lease gets now + the same lease period). A settled lease leaves it at once, where
+        # a heap entry would stay for a whole lease period: at thousands of requests a
+        # second that was ~10^5 dead entries. Leases out of order go on the heap.
+        self._lease_due: OrderedDict[str, float] = OrderedDict()
+        self._last_lease_due = float("-inf")
 
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
         return self._admit(plan)
@@ -141,8 +149,7 @@ class MemoryStateBackend:
     # -- admission -------------------------------------------------------------------------
 
     def _admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
-        heap = self._expiry_heap
-        if heap and heap[0][0] <= plan.now:  # checked here: most admissions have nothing due
+        if self._due_at() <= plan.now:  # checked here: most admissions have nothing due
             self._sweep(plan.now, limit=SWEEP_BATCH)
         refused = self._check_session(plan)
         if refused is not None:
@@ -187,9 +194,9 @@ class MemoryStateBackend:
                 trip_reason=session.trip_reason,
             )
         if check.max_steps is not None and session.steps >= check.max_steps:
-            return _trip(session, check, Refusal.MAX_STEPS, plan.now)
-        if _repeats_to_loop(session, check, plan.now):
-            return _trip(session, check, Refusal.LOOP, plan.now)
+            return trip(session, check, Refusal.MAX_STEPS, plan.now)
+        if repeats_to_loop(session, check, plan.now):
+            return trip(session, check, Refusal.LOOP, plan.now)
         return None
 
     def _plan_rate(self, bucket: RateBucket, now: float) -> RatePlan:
@@ -234,14 +241,17 @@ class MemoryStateBackend:
             self._keep_counter(scope).reserved += units
         for rate in rates:
             if rate.bucket.key not in self._tats:
-                self._expire_later(rate.new_tat, "rate", rate.bucket.key)
+                self._expire_later(rate.new_tat + _RATE_KEEP_S, "rate", rate.bucket.key)
             self._tats[rate.bucket.key] = rate.new_tat
         if plan.session is not None:
             self._record_step(plan.session, plan.now)
         if velocity is not None and probe:
             velocity.probes_inflight += 1
         self._leases[plan.lease_id] = _Lease(plan, units, probe, plan.expires_at)
-        self._expire_later(plan.expires_at, "lease", plan.lease_id)
+        if plan.expires_at >= self._last_lease_due:
+            self._lease_due[plan.lease_id] = self._last_lease_due = plan.expires_at
+        else:
+            self._expire_later(plan.expires_at, "lease", plan.lease_id)
 
     def _keep_counter(self, scope: ScopeKey) -> _Counter:
         """The scope's counter, created if new, its expiry pushed out to the scope's."""
@@ -269,16 +279,12 @@ class MemoryStateBackend:
         expires_at = now + check.idle_ttl_s
         session = self._sessions.get(check.key)
         if session is None:
-            session = self._sessions[check.key] = _Session()
+            session = self._sessions[check.key] = Session()
             self._expire_later(expires_at, "session", check.key)
         session.steps += 1
         session.expires_at = expires_at
         if check.fingerprint is not None and check.loop_repeat_k is not None:
-            prints = session.fingerprints
-            seen = prints.pop(check.fingerprint, None) or deque()
-            seen.append(now)
-            prints[check.fingerprint] = seen  # re-inserted: dict order = order of last sighting
-            _forget_before(prints, now - check.loop_window_s)
+            record_fingerprint(session, check.fingerprint, now, check.loop_window_s)
 
     # -- settlement helpers ----------------------------------------------------------------
 
@@ -315,19 +321,41 @@ class MemoryStateBackend:
         # release of an unknown lease are no-ops), and keeps memory flat under load.
         lease.state = "done"
         del self._leases[lease.plan.lease_id]
+        self._lease_due.pop(lease.plan.lease_id, None)
 
     # -- expiry ----------------------------------------------------------------------------
 
     def _expire_later(self, at: float, kind: str, key: str) -> None:
         heapq.heappush(self._expiry_heap, (at, kind, key))
 
+    def _due_at(self) -> float:
+        """When the next lease or other object is due, +inf if none is scheduled."""
+        heap = self._expiry_heap
+        due = heap[0][0] if heap else float("inf")
+        if self._lease_due:
+            due = min(due, next(iter(self._lease_due.values())))
+        return due
+
+    def _pop_due(self, now: float) -> tuple[str, str] | None:
+        """The earliest (kind, key) due by ``now``, taken off its schedule; None if none."""
+        heap, leases = self._expiry_heap, self._lease_due
+        lease = next(iter(leases.items())) if leases else None
+        if heap and heap[0][0] <= now and (lease is None or heap[0][0] <= lease[1]):
+            _, kind, key = heapq.heappop(heap)
+            return kind, key
+        if lease is not None and lease[1] <= now:
+            del leases[lease[0]]
+            return "lease", lease[0]
+        return None
+
     def _sweep(self, now: float, limit: int | None) -> int:
         """Expire leases (returning their reservations) and forget stale state."""
         swept = 0
-        while self._expiry_heap and self._expiry_heap[0][0] <= now:
-            if limit is not None and swept >= limit:
+        while limit is None or swept < limit:
+            due = self._pop_due(now)
+            if due is None:
                 break
-            _, kind, key = heapq.heappop(self._expiry_heap)
+            kind, key = due
             if kind == "lease":
                 swept += self._expire_lease(key, now)
             else:
@@ -372,44 +400,10 @@ class MemoryStateBackend:
             counter = self._counters.get(key)
             return counter.expires_at if counter is not None else None
         if kind == "rate":
-            return self._tats.get(key)
+            tat = self._tats.get(key)
+            return None if tat is None else tat + _RATE_KEEP_S
         if kind == "session":
             session = self._sessions.get(key)
             return session.expires_at if session is not None else None
         velocity = self._velocity.get(key)
         return velocity.expires_at if velocity is not None else None
-
-
-def _forget_before(prints: dict[str, deque[float]], horizon: float) -> None:
-    """Drop fingerprints last seen before ``horizon``: a long-lived agent session sending
-    distinct requests must not grow without bound (amortised O(1): oldest first)."""
-    while prints:
-        oldest = next(iter(prints))
-        if prints[oldest][-1] > horizon:
-            return
-        del prints[oldest]
-
-
-def _repeats_to_loop(session: _Session, check: SessionCheck, now: float) -> bool:
-    """Would this request be the K-th with the same fingerprint inside the loop window?"""
-    if check.fingerprint is None or check.loop_repeat_k is None:
-        return False
-    seen = session.fingerprints.get(check.fingerprint)
-    if seen is None:
-        return False
-    while seen and seen[0] <= now - check.loop_window_s:
-        seen.popleft()
-    return len(seen) + 1 >= check.loop_repeat_k
-
-
-def _trip(session: _Session, check: SessionCheck, reason: Refusal, now: float) -> AdmissionOutcome:
-    session.tripped_until = now + check.trip_seconds
-    session.trip_reason = reason.value
-    session.expires_at = now + max(check.idle_ttl_s, check.trip_seconds)
-    return AdmissionOutcome(
-        admitted=False,
-        refusal=reason,
-        refused_key=check.key,
-        retry_after_s=check.trip_seconds,
-        trip_reason=reason.value,
-    )

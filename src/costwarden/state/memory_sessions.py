@@ -1,0 +1,73 @@
+"""Agent-session state of the in-process backend: steps, trips and loop fingerprints."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from costwarden.state.base import AdmissionOutcome, Refusal, SessionCheck
+
+
+@dataclass(slots=True)
+class Session:
+    steps: int = 0
+    tripped_until: float = 0.0
+    trip_reason: str = ""
+    # Fingerprint -> when it was seen: one time for a fingerprint seen once (nearly all of
+    # them), a deque only once it repeats; a deque per request would cost ~600 bytes each.
+    fingerprints: dict[str, float | deque[float]] = field(default_factory=dict)
+    expires_at: float = 0.0
+
+
+def record_fingerprint(session: Session, fingerprint: str, now: float, window_s: float) -> None:
+    """Note a sighting of ``fingerprint`` and forget those not seen within the loop window."""
+    prints = session.fingerprints
+    seen = prints.pop(fingerprint, None)
+    if seen is None:
+        seen = now
+    elif isinstance(seen, deque):
+        seen.append(now)
+    else:
+        seen = deque((seen, now))
+    prints[fingerprint] = seen  # re-inserted: dict order = order of last sighting
+    _forget_before(prints, now - window_s)
+
+
+def _forget_before(prints: dict[str, float | deque[float]], horizon: float) -> None:
+    """Drop fingerprints last seen before ``horizon``: a long-lived agent session sending
+    distinct requests must not grow without bound (amortised O(1): oldest first)."""
+    while prints:
+        oldest = next(iter(prints))
+        seen = prints[oldest]
+        last = (seen[-1] if seen else horizon) if isinstance(seen, deque) else seen
+        if last > horizon:  # an emptied deque (its sightings aged out) counts as old
+            return
+        del prints[oldest]
+
+
+def repeats_to_loop(session: Session, check: SessionCheck, now: float) -> bool:
+    """Would this request be the K-th with the same fingerprint inside the loop window?"""
+    if check.fingerprint is None or check.loop_repeat_k is None:
+        return False
+    seen = session.fingerprints.get(check.fingerprint)
+    if seen is None:
+        return False
+    horizon = now - check.loop_window_s
+    if not isinstance(seen, deque):
+        return (2 if seen > horizon else 1) >= check.loop_repeat_k
+    while seen and seen[0] <= horizon:
+        seen.popleft()
+    return len(seen) + 1 >= check.loop_repeat_k
+
+
+def trip(session: Session, check: SessionCheck, reason: Refusal, now: float) -> AdmissionOutcome:
+    session.tripped_until = now + check.trip_seconds
+    session.trip_reason = reason.value
+    session.expires_at = now + max(check.idle_ttl_s, check.trip_seconds)
+    return AdmissionOutcome(
+        admitted=False,
+        refusal=reason,
+        refused_key=check.key,
+        retry_after_s=check.trip_seconds,
+        trip_reason=reason.value,
+    )

@@ -1,0 +1,51 @@
+"""What the in-process backend keeps between requests: bounded under steady load."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from costwarden.state.base import AdmissionPlan, RateBucket, ScopeKey, SessionCheck
+from costwarden.state.memory import MemoryStateBackend
+
+NOW = 1_795_000_000.0
+LEASE = 120.0
+
+
+def step(i: int, now: float, fingerprint: str) -> AdmissionPlan:
+    return AdmissionPlan(
+        lease_id=f"l{i}",
+        now=now,
+        expires_at=now + LEASE,
+        amount=Decimal("0.001"),
+        scopes=(ScopeKey("budget:global:day:x", Decimal(1000), now + 86_400),),
+        rates=(RateBucket("rate:key=k:rpm", "requests", 1_000_000, 1),),
+        session=SessionCheck("session:k:s", None, fingerprint, 3, 60.0, 30.0, 3600.0),
+    )
+
+
+async def test_settled_requests_leave_no_expiry_work_behind() -> None:
+    state = MemoryStateBackend()
+    for i in range(2000):
+        now = NOW + i / 100
+        assert (await state.admit(step(i, now, f"fp{i}"))).admitted
+        assert (await state.settle(f"l{i}", Decimal("0.0005"), None, now)).applied
+    # One entry per counter, bucket and session: none per settled lease.
+    assert len(state._expiry_heap) <= 3
+    assert not state._lease_due and not state._leases
+
+
+async def test_loop_detection_counts_a_fingerprint_seen_once_then_repeated() -> None:
+    state = MemoryStateBackend()
+    assert (await state.admit(step(0, NOW, "same"))).admitted
+    assert (await state.admit(step(1, NOW + 1, "same"))).admitted
+    refused = await state.admit(step(2, NOW + 2, "same"))
+    assert not refused.admitted and refused.trip_reason == "loop"
+
+
+async def test_a_single_sighting_outside_the_loop_window_does_not_count() -> None:
+    state = MemoryStateBackend()
+    assert (await state.admit(step(0, NOW, "same"))).admitted
+    assert (await state.admit(step(1, NOW + 61, "same"))).admitted
+    assert (await state.admit(step(2, NOW + 62, "same"))).admitted
+    refused = await state.admit(step(3, NOW + 63, "same"))
+    assert not refused.admitted and refused.trip_reason == "loop"
