@@ -63,7 +63,7 @@ def _dimension_value(name: str, text: str) -> Any:
 
 
 _DIALECT = Dialect(
-    placeholder=lambda index: f"${index}",
+    param_marker=lambda index: f"${index}",
     time_value=as_utc,
     dimension_value=_dimension_value,
     cost_sum="SUM(cost)",

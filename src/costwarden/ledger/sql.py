@@ -22,7 +22,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 INTERRUPTED_MESSAGE = "gateway stopped before the request finished"
 
 
-def upsert_record_sql(placeholder: Callable[[int], str]) -> str:
+def upsert_record_sql(param_marker: Callable[[int], str]) -> str:
     """Insert one row; on a request_id already stored, a *final* row replaces a row that is
     only a marker (``in_flight``, or ``interrupted`` by a replay that had not seen the final
     line yet), and nothing else is ever replaced.
@@ -32,7 +32,7 @@ def upsert_record_sql(placeholder: Callable[[int], str]) -> str:
     final record in whatever order or batches they arrive.
     """
     updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "request_id")
-    values = ", ".join(placeholder(i) for i in range(1, len(COLUMNS) + 1))
+    values = ", ".join(param_marker(i) for i in range(1, len(COLUMNS) + 1))
     return (
         f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({values}) "  # noqa: S608
         f"ON CONFLICT (request_id) DO UPDATE SET {updates} "
@@ -41,13 +41,13 @@ def upsert_record_sql(placeholder: Callable[[int], str]) -> str:
     )
 
 
-def interrupt_in_flight_sql(placeholder: Callable[[int], str]) -> str:
+def interrupt_in_flight_sql(param_marker: Callable[[int], str]) -> str:
     """Mark one spool writer's rows still in flight as interrupted (binds: message, writer).
 
     The cost becomes NULL (unknown: the upstream may bill for it, and we cannot know how much),
     never a silent 0; the row then counts in ``unknown_cost_requests``.
     """
-    message, writer = placeholder(1), placeholder(2)
+    message, writer = param_marker(1), param_marker(2)
     return (
         "UPDATE usage_records SET status = 'interrupted', error_type = 'interrupted', "  # noqa: S608
         f"error_message = {message}, cost = NULL, cost_input = NULL, cost_output = NULL "
@@ -102,20 +102,20 @@ def _only_comments(text: str) -> bool:
 
 
 class Params:
-    """Collects bound values and hands out the dialect's placeholder for each."""
+    """Collects bound values and hands out the dialect's parameter marker ($1 or ?) for each."""
 
-    def __init__(self, placeholder: Callable[[int], str]) -> None:
-        self._placeholder = placeholder
+    def __init__(self, param_marker: Callable[[int], str]) -> None:
+        self._param_marker = param_marker
         self.values: list[Any] = []
 
     def bind(self, value: Any) -> str:
         self.values.append(value)
-        return self._placeholder(len(self.values))
+        return self._param_marker(len(self.values))
 
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    placeholder: Callable[[int], str]
+    param_marker: Callable[[int], str]
     time_value: Callable[[datetime], Any]  # a since/until bound → the column's type
     dimension_value: Callable[[str, str], Any]  # (dimension, filter text) → column's type
     cost_sum: str  # aggregate that sums ``cost`` exactly
@@ -155,7 +155,7 @@ def count_sql(
     until: datetime | None,
     filters: Mapping[str, str] | None,
 ) -> tuple[str, list[Any]]:
-    params = Params(dialect.placeholder)
+    params = Params(dialect.param_marker)
     where = where_sql(params, dialect, since, until, filters)
     return f"SELECT COUNT(*) FROM usage_records{where}", params.values  # noqa: S608
 
@@ -171,7 +171,7 @@ def spend_sql(
     check_dimensions(group_by)
     if len(set(group_by)) != len(group_by):
         raise ValueError(f"group_by repeats a dimension: {list(group_by)}")
-    params = Params(dialect.placeholder)
+    params = Params(dialect.param_marker)
     where = where_sql(params, dialect, since, until, filters)
     exprs = [DIMENSIONS[g] for g in group_by]
     columns = [*exprs, "COUNT(*)"]

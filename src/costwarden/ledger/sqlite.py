@@ -209,7 +209,7 @@ class _DecimalSum:
 
 
 _DIALECT = Dialect(
-    placeholder=lambda _index: "?",
+    param_marker=lambda _index: "?",
     time_value=sqlite_timestamp,
     dimension_value=lambda _name, text: text,
     cost_sum="decimal_sum(cost)",

@@ -80,7 +80,7 @@ class AnthropicStreamTracker:
     ``message_start`` carries the prompt side of usage and the model; ``message_delta`` the
     cumulative output count (and, on newer API versions, cumulative prompt fields too). Usage
     is reported only once a ``message_delta`` arrived: before that the output count is a
-    placeholder, so a stream cut earlier reports no usage and the caller counts the text.
+    stand-in value, so a stream cut earlier reports no usage and the caller counts the text.
     Events are told apart by their ``event:`` name, so pings and block boundaries are never
     parsed, and text deltas are decoded only on demand.
     """

@@ -82,7 +82,7 @@ def message_stream(answer: Answer) -> StreamPlan:
     }
     delta_usage: dict[str, Any] = {}
     if answer.with_usage:
-        start["usage"] = usage_object(answer, 1)  # Anthropic reports a placeholder 1 here
+        start["usage"] = usage_object(answer, 1)  # Anthropic reports a stand-in 1 here
         delta_usage = {"usage": {"output_tokens": answer.generation.output_tokens}}
     head = (
         _event("message_start", {"type": "message_start", "message": start}),
