@@ -80,3 +80,5 @@ async def test_request_and_spend_endpoints(gateway: RunningGateway) -> None:
 
     status, body = await admin(gateway, "GET", "/admin/spend?group_by=colour")
     assert status == 400 and "colour" in body["error"]["message"]
+    status, body = await admin(gateway, "GET", "/admin/spend?group_by=day&day=yesterday")
+    assert status == 400 and "yesterday" in body["error"]["message"]

@@ -13,6 +13,8 @@ such variable set the admin API is off (403), never open.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import os
 from typing import Any
@@ -43,6 +45,7 @@ from costwarden.gateway.services import Services
 from costwarden.reports import parse_range, spend_report
 
 _ADMIN_BODY_LIMIT = 64 * 1024
+_CATCH_UP_S = 5.0
 _GROUPS = frozenset({"user", "team", "model", "feature", "env", "key", "day", "provider", "status"})
 
 
@@ -110,8 +113,14 @@ class AdminAPI:
         )
         return created.to_public(include_secret=True)
 
+    async def _catch_up(self) -> None:
+        """Let the copier store what is spooled, but never hang an admin call on a database
+        outage: the spool keeps the records, and the answer is then merely not the newest."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._s.ledger.flush(), _CATCH_UP_S)
+
     async def _request(self, request_id: str) -> dict[str, Any]:
-        await self._s.ledger.flush()  # a just-answered request may still be in the spool
+        await self._catch_up()  # a just-answered request may still be in the spool
         record = await self._s.ledger.store.get_record(request_id)
         if record is None:
             raise NotFound(f"no request with id '{request_id}'")
@@ -129,8 +138,11 @@ class AdminAPI:
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         filters = {k: v for k, v in query.items() if k in _GROUPS}
-        await self._s.ledger.flush()
-        rows = await spend_report(self._s.ledger.store, group_by, since, until, filters)
+        await self._catch_up()
+        try:
+            rows = await spend_report(self._s.ledger.store, group_by, since, until, filters)
+        except ValueError as exc:  # e.g. a day filter that is not YYYY-MM-DD
+            raise InvalidRequest(str(exc)) from None
         return {
             "since": since.isoformat(),
             "until": until.isoformat(),
