@@ -313,3 +313,16 @@ def test_corrupt_vocabulary_is_refused() -> None:
     genuine = read_vocabulary(CL100K)
     with pytest.raises(TokenizerDataError, match="sha256"):
         build_encoding(CL100K, genuine.replace(b" 0\n", b" 1\n", 1))
+
+
+def test_estimates_of_repeated_history_are_cached_and_identical() -> None:
+    history = [
+        {"role": "user", "content": f"step {i}: " + "tool output line\n" * 50} for i in range(20)
+    ]
+    cold = TokenCounter()
+    expected = cold.estimate_chat("gpt-4o", history)
+    cached = TokenCounter(cache_entries=8)  # far fewer entries than texts: eviction runs
+    first = cached.estimate_request("chat.completions", "gpt-4o", {"messages": history})
+    again = cached.estimate_request("chat.completions", "gpt-4o", {"messages": history})
+    assert first == again == expected
+    assert len(cached._counts._counts) <= 8
