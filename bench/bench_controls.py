@@ -20,10 +20,8 @@ no-controls throughput; writes bench/results/controls.json. Redis: $COSTWARDEN_B
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
-from wrkbench import Run, report, wrk
+from wrkbench import Run, parse_args, report, wrk
 
 REDIS_URL = os.environ.get("COSTWARDEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIANTS = ("none", "memory", "redis")
@@ -138,13 +136,7 @@ def delete_keys(client: redis.Redis, prefix: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", default="1,32")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
-        return 2
+    duration, conns = parse_args()
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
@@ -154,9 +146,7 @@ def main() -> int:
     prefix = f"cwbench:{os.getpid()}:{secrets.token_hex(4)}"
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
-            runs = measure(
-                Path(tmpdir), [int(c) for c in args.connections.split(",")], args.duration, prefix
-            )
+            runs = measure(Path(tmpdir), conns, duration, prefix)
     finally:
         delete_keys(client, prefix)
         client.close()

@@ -10,9 +10,7 @@ over the upstream at p50/p99. Writes bench/results/gateway.json.
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
-from wrkbench import Run, report, wrk
+from wrkbench import Run, parse_args, report, wrk
 
 PATH = "/v1/chat/completions"
 BODY = json.dumps(
@@ -45,14 +43,7 @@ def wrk_script(tmp: Path, key: str | None) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", default="1,32")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
-        return 2
-    conns = [int(c) for c in args.connections.split(",")]
+    duration, conns = parse_args()
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -90,7 +81,7 @@ def main() -> int:
             for c in conns:
                 for name, port in targets.items():
                     url = f"http://127.0.0.1:{port}{PATH}"
-                    runs.append(wrk(url, scripts.get(name, direct), c, args.duration, name))
+                    runs.append(wrk(url, scripts.get(name, direct), c, duration, name))
     report(runs, baseline="upstream", name="gateway")
     return 0
 

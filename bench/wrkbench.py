@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,17 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+
+
+def parse_args() -> tuple[int, list[int]]:
+    """--duration and --connections, shared by the wrk benchmarks; exits if wrk is missing."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", default="1,32")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    return args.duration, [int(c) for c in args.connections.split(",")]
 
 
 def _ms(text: str) -> float:
