@@ -68,7 +68,8 @@ def chat_body(**fake_knobs: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class RequestCost:
-    worst: Decimal  # what admission reserves: estimated prompt + MAX_TOKENS, at list price
+    worst: Decimal  # the exact worst case: estimated prompt + MAX_TOKENS, at list price
+    bound: Decimal  # what admission reserves first: the prompt's byte bound + MAX_TOKENS
     actual: Decimal  # what the fake's reported usage costs
 
 
@@ -81,9 +82,13 @@ def request_cost() -> RequestCost:
     assert model is not None
     price = PriceBook(settings).price_for(model, model.endpoints[0], utcnow())
     assert price is not None, f"no catalog price for {MODEL}"
-    estimate = TokenCounter().estimate_request(CHAT, MODEL, chat_body())
+    tokens = TokenCounter()
+    estimate = tokens.estimate_request(CHAT, MODEL, chat_body())
+    bound = tokens.bound_request(CHAT, chat_body())
     actual = price.cost(TokenUsage(input_tokens=FAKE_PROMPT_TOKENS, output_tokens=MAX_TOKENS))
-    return RequestCost(price.worst_case(estimate, MAX_TOKENS), actual.total)
+    return RequestCost(
+        price.worst_case(estimate, MAX_TOKENS), price.worst_case(bound, MAX_TOKENS), actual.total
+    )
 
 
 def spend(entries: dict[str, LedgerEntry]) -> Decimal:
@@ -128,10 +133,11 @@ async def test_four_replicas_never_overspend_a_shared_budget(
     # No phantom blocking. At the last refusal, spent + reserved + worst > cap held. Each
     # reservation then counted belonged to an admitted request and later settled to its actual
     # cost (rounded up to the counters' 1e-8 USD unit); requests admitted after it only add
-    # spend. So cap - spend < worst + sum(worst - actual + unit) over the admitted requests:
-    # one request's worst case, plus the estimate-vs-actual gap of every request that could have
-    # been in flight then (here one prompt token, ~1 % of a request).
-    gap = sum((cost.worst - c + UNIT for c in ok_costs if c is not None), Decimal(0))
+    # spend. So cap - spend < worst + sum(bound - actual + unit) over the admitted requests:
+    # one request's exact worst case (the refused try was retried with the exact count), plus
+    # the reservation-vs-actual gap of every request that could have been in flight then
+    # (each held at most its byte-bound reservation).
+    gap = sum((cost.bound - c + UNIT for c in ok_costs if c is not None), Decimal(0))
     assert Decimal(cap) - total < cost.worst + gap
 
 
@@ -201,8 +207,10 @@ async def test_a_killed_replicas_reservation_expires_with_its_lease(
             refused = await _post(session, cluster, 1, chat_body())
             assert refused.status == 429
             assert refused.error["code"] == "budget_exceeded"
-            assert f"reserved {usd(cost.worst)}" in refused.error["message"]
-            assert Decimal(refused.error["costwarden"]["reserved_usd"]) == cost.worst
+            # The dead replica admitted its request at the prompt's byte bound, which fit.
+            assert cost.bound <= Decimal(cap)
+            assert f"reserved {usd(cost.bound)}" in refused.error["message"]
+            assert Decimal(refused.error["costwarden"]["reserved_usd"]) == cost.bound
 
             answer = await _until_admitted(session, cluster, 1)
     entries = await ledger_entries(cluster.settings)

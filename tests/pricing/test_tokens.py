@@ -326,3 +326,42 @@ def test_estimates_of_repeated_history_are_cached_and_identical() -> None:
     again = cached.estimate_request("chat.completions", "gpt-4o", {"messages": history})
     assert first == again == expected
     assert len(cached._counts._counts) <= 8
+
+
+@pytest.mark.parametrize(
+    ("api", "body"),
+    [
+        (CHAT, {"messages": [{"role": "user", "content": "Hello, how are you today?"}]}),
+        (CHAT, {"messages": [{"role": "system", "content": "Réponds en français. 日本語も"}]}),
+        (
+            CHAT,
+            {
+                "messages": [
+                    {"role": "user", "name": "ann", "content": [
+                        {"type": "text", "text": "what is in this image?"},
+                        {"type": "image_url", "image_url": {"url": "https://x.example/a.png"}},
+                    ]},
+                    {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]},
+                ],
+                "tools": [{"type": "function", "function": {"name": "lookup"}}],
+            },
+        ),
+        (MESSAGES, {"system": "be brief", "messages": [{"role": "user", "content": "hi 🙂"}]}),
+        (COMPLETIONS, {"prompt": ["one", [1, 2, 3]], "suffix": "end"}),
+        (EMBEDDINGS, {"input": ["a b c", "d e f g"]}),
+    ],
+)
+def test_the_byte_bound_is_never_below_the_estimate(
+    counter: TokenCounter, api: str, body: dict[str, object]
+) -> None:
+    for model in ("gpt-4o-mini", "gpt-4", "claude-sonnet-4"):
+        estimate = counter.estimate_request(api, model, body)
+        assert estimate <= counter.bound_request(api, body)
+
+
+def test_the_byte_bound_counts_utf8_bytes_not_characters(counter: TokenCounter) -> None:
+    ascii_body = {"messages": [{"role": "user", "content": "abcd"}]}
+    wide_body = {"messages": [{"role": "user", "content": "日本語!"}]}  # 3 × 3 bytes + 1
+    overhead = counter.bound_request(CHAT, {"messages": [{"role": "user", "content": ""}]})
+    assert counter.bound_request(CHAT, ascii_body) == overhead + 4
+    assert counter.bound_request(CHAT, wide_body) == overhead + 10

@@ -16,7 +16,7 @@ from costwarden.policy.budgets import escape
 from costwarden.policy.config import SessionBreakerConfig, VelocityBreakerConfig
 from costwarden.policy.events import BREAKER_NAMES
 from costwarden.records import Principal, Tags
-from costwarden.state.base import AdmissionOutcome, Refusal, ScopeKey, SessionCheck, VelocityCheck
+from costwarden.state.base import AdmissionOutcome, Refusal, SessionCheck, VelocityCheck
 
 
 def session_subject(principal: Principal, tags: Tags) -> str | None:
@@ -40,14 +40,6 @@ def session_check(
         trip_seconds=config.trip_seconds,
         idle_ttl_s=config.idle_ttl_s,
     )
-
-
-def session_spend_scope(
-    config: SessionBreakerConfig, subject: str | None, now: float
-) -> ScopeKey | None:
-    if subject is None or config.max_spend_usd is None:
-        return None
-    return ScopeKey(f"{subject}:spend", config.max_spend_usd, now + config.idle_ttl_s)
 
 
 def velocity_subject(principal: Principal) -> str:

@@ -19,7 +19,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -29,8 +29,6 @@ from costwarden.policy.breakers import (
     breaker_name,
     breaker_open,
     session_check,
-    session_spend_scope,
-    session_subject,
     velocity_subject,
 )
 from costwarden.policy.budget_status import (
@@ -44,15 +42,18 @@ from costwarden.policy.budgets import BudgetScope
 from costwarden.policy.config import BudgetRule, PolicyConfig
 from costwarden.policy.events import BreakerEvent, EventSink, LoggingEventSink
 from costwarden.policy.pinning import ModelResolution
-from costwarden.policy.plans import DEFAULT_MAX_ENTRIES, PlanCache
+from costwarden.policy.plans import DEFAULT_MAX_ENTRIES, PlanCache, SessionPartsCache
 from costwarden.policy.ratelimit import charge_tokens, rate_limit_headers, rate_limited
 from costwarden.records import Principal, Tags
 from costwarden.state.base import AdmissionOutcome, AdmissionPlan, Refusal, StateBackend
 
 Clock = Callable[[], float]  # epoch seconds; time.time in production, injected in tests
+# Refusals that a smaller token count could turn into an admission (a budget, the session's
+# spend, a token bucket — or a request bucket, harmlessly retried: it refuses again).
+_TOKEN_BOUND_REFUSALS = (Refusal.BUDGET, Refusal.RATE)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (see state.base)
 class AdmissionRequest:
     principal: Principal
     tags: Tags
@@ -62,9 +63,13 @@ class AdmissionRequest:
     worst_case_cost: Decimal  # price of input + bounded output; reserved on every budget
     fingerprint: str | None = None  # normalised request hash, for loop detection
     now: float | None = None  # epoch seconds; default: the engine's clock
+    # When set, ``estimated_input_tokens`` / ``worst_case_cost`` are a cheap upper bound, and
+    # this gives the exact (input tokens, worst-case cost): asked only if a limit refuses the
+    # bound, so that near a limit the reservation is as tight as an exact count makes it.
+    refine: Callable[[], tuple[int, Decimal]] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request (see state.base)
 class Admission:
     lease_id: str
     model: str
@@ -76,6 +81,9 @@ class Admission:
     headers: dict[str, str]  # x-ratelimit-* for the client response
     budgets: tuple[BudgetScope, ...]
     probe: bool  # a half-open probe of the velocity breaker
+    # Counter key -> budget, for the budgets with soft thresholds (settlement reports
+    # crossings); shared with the compiled plan, never modified.
+    watched: Mapping[str, BudgetScope] = field(default_factory=dict)
 
 
 class PolicyEngine:
@@ -102,6 +110,7 @@ class PolicyEngine:
         self._budget_rules = tuple(b.rule for b in self._effective)  # what admission reads
         self._plan_cache_size = plan_cache_size
         self._plans = self._new_plan_cache()
+        self._sessions = SessionPartsCache(config.breakers.session, plan_cache_size)
         # Lease ids: a random prefix per engine and a counter. As unique across replicas
         # sharing a backend as uuid4 (96 random bits), at a fraction of its cost.
         self._lease_prefix = secrets.token_hex(12)
@@ -172,36 +181,50 @@ class PolicyEngine:
             raise ValueError("worst_case_cost must not be negative")
         now = ctx.now if ctx.now is not None else self._clock()
         max_output = ctx.max_output_tokens or self._config.default_max_output_tokens
-        tokens = ctx.estimated_input_tokens + max_output
         compiled = self._plans.compiled(ctx.principal, ctx.tags, ctx.model, now)
-        session = self._config.breakers.session
-        subject = session_subject(ctx.principal, ctx.tags)
-        spend = session_spend_scope(session, subject, now)
-        plan = AdmissionPlan(
-            lease_id=f"{self._lease_prefix}{next(self._lease_numbers):x}",
-            now=now,
-            expires_at=now + self._lease_seconds,
-            amount=ctx.worst_case_cost,
-            scopes=(*compiled.counters, spend) if spend else compiled.counters,
-            rates=charge_tokens(compiled.rates, tokens),
-            session=session_check(session, subject, ctx.fingerprint),
-            velocity=compiled.velocity,
-        )
-        outcome = await self._state.admit(plan)
-        self._report_velocity(outcome, ctx.principal, now)
+        scopes = compiled.counters
+        check = None
+        session = self._sessions.parts(ctx.principal, ctx.tags, now)
+        if session is not None:
+            if session.spend is not None:
+                scopes = (*scopes, session.spend)
+            check = session_check(self._config.breakers.session, session.subject, ctx.fingerprint)
+        tokens = ctx.estimated_input_tokens + max_output
+        amount = ctx.worst_case_cost
+        lease_id = f"{self._lease_prefix}{next(self._lease_numbers):x}"
+        expires_at = now + self._lease_seconds
+        rates = compiled.rates
+
+        def plan(tokens: int, amount: Decimal, tentative: bool) -> AdmissionPlan:
+            charged = charge_tokens(rates, tokens) if compiled.charges_tokens else rates
+            return AdmissionPlan(
+                lease_id, now, expires_at, amount, scopes, charged, check, compiled.velocity,
+                tentative,
+            )
+
+        outcome = await self._state.admit(plan(tokens, amount, ctx.refine is not None))
+        if outcome.transition is not None:
+            self._report_velocity(outcome, ctx.principal, now)
+        if ctx.refine is not None and outcome.refusal in _TOKEN_BOUND_REFUSALS:
+            input_tokens, amount = ctx.refine()  # the bound was refused: try the exact count
+            tokens = input_tokens + max_output
+            outcome = await self._state.admit(plan(tokens, amount, False))
+            if outcome.transition is not None:
+                self._report_velocity(outcome, ctx.principal, now)
         if not outcome.admitted:
-            raise self._refusal(outcome, ctx, compiled.budgets, tokens, now)
+            raise self._refusal(outcome, ctx, compiled.budgets, now, tokens=tokens, amount=amount)
         return Admission(
-            lease_id=plan.lease_id,
-            model=ctx.model,
-            key_id=ctx.principal.key_id,
-            reserved_usd=ctx.worst_case_cost,
-            reserved_tokens=tokens,
-            max_output_tokens=max_output,
-            expires_at=plan.expires_at,
-            headers=rate_limit_headers(outcome.rates),
-            budgets=compiled.budgets,
-            probe=outcome.probe,
+            lease_id,
+            ctx.model,
+            ctx.principal.key_id,
+            amount,
+            tokens,
+            max_output,
+            expires_at,
+            rate_limit_headers(outcome.rates) if outcome.rates else {},
+            compiled.budgets,
+            outcome.probe,
+            compiled.watched,
         )
 
     async def settle(
@@ -211,14 +234,18 @@ class PolicyEngine:
         amount, the conservative choice). False if the lease was already settled / released."""
         now = self._clock()
         outcome = await self._state.settle(admission.lease_id, actual_cost, actual_tokens, now)
-        if not any(b.thresholds for b in admission.budgets):
+        watched = admission.watched
+        if not watched:
             return outcome.applied  # no soft threshold to cross: nothing to report
-        by_key = {b.counter.key: b for b in admission.budgets}
         for settled in outcome.scopes:
-            scope = by_key.get(settled.key)
-            if scope is not None:
-                for event in budgets.threshold_events(scope, settled, now):
-                    self._events.emit(event)
+            scope = watched.get(settled.key)
+            # Thresholds are sorted: below the lowest one (the usual case) nothing is crossed.
+            if scope is None or settled.spent_after_units * 100 < (
+                settled.cap_units * scope.thresholds[0]
+            ):
+                continue
+            for event in budgets.threshold_events(scope, settled, now):
+                self._events.emit(event)
         return outcome.applied
 
     async def release(self, admission: Admission) -> bool:
@@ -235,8 +262,10 @@ class PolicyEngine:
         outcome: AdmissionOutcome,
         ctx: AdmissionRequest,
         applicable: tuple[BudgetScope, ...],
-        tokens: int,
         now: float,
+        *,
+        tokens: int,
+        amount: Decimal,
     ) -> PolicyRejection:
         if outcome.refusal is Refusal.RATE:
             return rate_limited(outcome, tokens)
@@ -245,7 +274,7 @@ class PolicyEngine:
             if scope is not None and outcome.usage is not None:
                 if outcome.first_refusal:
                     self._events.emit(budgets.exhausted_event(scope, outcome.usage, now))
-                return budgets.budget_exceeded(scope, outcome.usage, ctx.worst_case_cost, now)
+                return budgets.budget_exceeded(scope, outcome.usage, amount, now)
         subject = outcome.refused_key or "request"
         limit = self._breaker_limit(outcome)
         if outcome.refusal in (Refusal.LOOP, Refusal.MAX_STEPS) or (

@@ -17,11 +17,13 @@ What varies per request (token charges, the session's checks, the lease) stays o
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from costwarden.policy.breakers import velocity_check
+from costwarden.policy.breakers import session_subject, velocity_check
 from costwarden.policy.budgets import BudgetScope, PeriodCache, compile_budgets
-from costwarden.policy.config import BudgetRule, PolicyConfig
+from costwarden.policy.config import BudgetRule, PolicyConfig, SessionBreakerConfig
 from costwarden.policy.ratelimit import bucket_templates
 from costwarden.records import Principal, Tags
 from costwarden.state.base import RateBucket, ScopeKey, VelocityCheck
@@ -37,7 +39,9 @@ class CompiledRequest:
     budgets: tuple[BudgetScope, ...]
     counters: tuple[ScopeKey, ...]  # each budget's counter, in the same order
     thresholds: bool  # any budget has soft thresholds (settlement must look for crossings)
+    watched: Mapping[str, BudgetScope]  # counter key -> its budget, those with thresholds
     rates: tuple[RateBucket, ...]  # token buckets with cost 0, see ratelimit.charge_tokens
+    charges_tokens: bool  # some bucket counts tokens: each request charges its own estimate
     velocity: VelocityCheck | None
     valid_from: float
     valid_until: float
@@ -90,12 +94,66 @@ class PlanCache:
             "model": model,
         }
         budgets = compile_budgets(self._budget_rules, dimensions, now, self._periods)
+        rates = bucket_templates(self._config.rate_limits, dimensions)
         return CompiledRequest(
             budgets=budgets.scopes,
             counters=tuple(b.counter for b in budgets.scopes),
             thresholds=any(b.thresholds for b in budgets.scopes),
-            rates=bucket_templates(self._config.rate_limits, dimensions),
+            watched={b.counter.key: b for b in budgets.scopes if b.thresholds},
+            rates=rates,
+            charges_tokens=any(b.kind == "tokens" for b in rates),
             velocity=velocity_check(self._config.breakers.velocity, principal),
             valid_from=budgets.valid_from,
             valid_until=budgets.valid_until,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionParts:
+    """What the session breaker needs of one agent session, whatever the request."""
+
+    subject: str  # "session:<key>:<session>", the key of its steps / loop state
+    spend: ScopeKey | None  # its capped spend counter, when max_spend_usd is set
+    spend_expires_at: float  # the counter's expiry (+inf without one)
+
+
+class SessionPartsCache:
+    """``SessionParts`` per (key, session), so that a request does not re-escape ids and
+    re-convert the spend cap (a frozen ``ScopeKey`` with a Decimal cap: ~3 µs) every step.
+
+    The spend counter expires ``idle_ttl_s`` after a session's last request. A cached entry
+    carries an expiry up to ``slack`` further out and is rebuilt once ``now + idle_ttl_s``
+    passes it, so the counter lives between ``idle_ttl_s`` and ``idle_ttl_s + slack`` after
+    the last request: never less than configured (the cap is never forgotten early). Emptied
+    when full, like ``PlanCache``.
+    """
+
+    def __init__(self, config: SessionBreakerConfig, max_entries: int = DEFAULT_MAX_ENTRIES):
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._config = config
+        self._ttl = config.idle_ttl_s
+        self._slack = min(60.0, config.idle_ttl_s / 100)
+        self._max_entries = max_entries
+        self._entries: dict[tuple[str, str], SessionParts] = {}
+
+    def parts(self, principal: Principal, tags: Tags, now: float) -> SessionParts | None:
+        session = tags.session or tags.agent
+        if session is None:
+            return None
+        key = (principal.key_id, session)
+        entry = self._entries.get(key)
+        if entry is not None and entry.spend_expires_at >= now + self._ttl:
+            return entry
+        subject = session_subject(principal, tags)
+        assert subject is not None  # a session tag is set
+        cap = self._config.max_spend_usd
+        spend, expires_at = None, math.inf
+        if cap is not None:
+            expires_at = now + self._ttl + self._slack
+            spend = ScopeKey(f"{subject}:spend", cap, expires_at)
+        entry = SessionParts(subject, spend, expires_at)
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[key] = entry
+        return entry

@@ -58,27 +58,32 @@ def rate_limit_headers(states: tuple[RateState, ...]) -> dict[str, str]:
     """OpenAI-style ``x-ratelimit-*`` headers from the tightest bucket of each kind.
 
     Tightest: the smallest share remaining, then the fewest remaining; the first such bucket
-    wins a tie. Runs on every admitted request, hence one pass and no sorting."""
-    tightest: dict[str, RateState] = {}
+    wins a tie. Runs on every admitted request, hence one pass, no sorting and no
+    intermediate objects."""
+    requests: RateState | None = None
+    tokens: RateState | None = None
     for state in states:
-        known = tightest.get(state.kind)
-        if known is None or _tighter(state, known):
-            tightest[state.kind] = state
+        if state.kind == "requests":
+            if requests is None or _tighter(state, requests):
+                requests = state
+        elif tokens is None or _tighter(state, tokens):
+            tokens = state
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        chosen = tightest.get(kind)
-        if chosen is not None:
-            headers[f"x-ratelimit-limit-{kind}"] = str(chosen.limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(chosen.remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = go_duration(chosen.reset_s)
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests.limit)
+        headers["x-ratelimit-remaining-requests"] = str(requests.remaining)
+        headers["x-ratelimit-reset-requests"] = go_duration(requests.reset_s)
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens.limit)
+        headers["x-ratelimit-remaining-tokens"] = str(tokens.remaining)
+        headers["x-ratelimit-reset-tokens"] = go_duration(tokens.reset_s)
     return headers
 
 
 def _tighter(state: RateState, than: RateState) -> bool:
-    return (state.remaining / state.limit, state.remaining) < (
-        than.remaining / than.limit,
-        than.remaining,
-    )
+    # remaining / limit compared without division (limits are positive integers)
+    mine, theirs = state.remaining * than.limit, than.remaining * state.limit
+    return mine < theirs or (mine == theirs and state.remaining < than.remaining)
 
 
 def rate_limited(outcome: AdmissionOutcome, requested_tokens: int) -> RateLimited:

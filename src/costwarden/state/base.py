@@ -9,6 +9,13 @@ a refusal) and says what refused.
 Money inside backends is integer micro-cents (1 unit = 1e-8 USD). Reservations and spend are
 rounded UP and caps DOWN, so rounding can only make the cap check stricter, never let spend
 pass a cap. Integers stay exact in Lua doubles below 2**53 units (~$90M per counter).
+
+The types built anew for every request (plans, rate buckets charged with a request's tokens,
+session checks, outcomes, settlements) are plain slotted dataclasses, not frozen ones: a
+frozen dataclass sets each field through ``object.__setattr__``, ~4× the cost (measured:
+2.7 µs against 0.6 µs for an ``AdmissionPlan``), and a request builds a dozen of them. Nothing
+mutates them once built. Those compiled once and cached (``ScopeKey``, ``VelocityCheck``) stay
+frozen, since they are shared between requests.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ class ScopeKey:
         object.__setattr__(self, "cap_units", usd_to_units_down(self.cap))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateBucket:
     """One GCRA bucket: ``limit`` units per ``window_s``, a full window of burst allowed."""
 
@@ -80,7 +87,7 @@ class RateBucket:
     window_s: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionCheck:
     key: str
     max_steps: int | None
@@ -108,7 +115,7 @@ def velocity_ttl_s(check: VelocityCheck) -> float:
     return check.cooldown_s + 3 * VELOCITY_BUCKET_S
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AdmissionPlan:
     lease_id: str
     now: float  # epoch seconds, from the engine's clock (injected in tests)
@@ -118,10 +125,13 @@ class AdmissionPlan:
     rates: tuple[RateBucket, ...] = ()
     session: SessionCheck | None = None
     velocity: VelocityCheck | None = None
+    # A first try with a bounded (over-)estimate that the engine retries with an exact one
+    # if a limit refuses it: its budget refusal is not remembered as reported.
+    tentative: bool = False
     amount_units: int = field(init=False, repr=False, compare=False)  # ``amount``, rounded up
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "amount_units", usd_to_units_up(self.amount))
+        self.amount_units = usd_to_units_up(self.amount)
 
 
 class Refusal(enum.StrEnum):
@@ -152,7 +162,7 @@ class ScopeUsage:
         return max(Decimal(0), self.cap - self.spent - self.reserved)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateState:
     key: str
     kind: Literal["requests", "tokens"]
@@ -161,7 +171,7 @@ class RateState:
     reset_s: float  # seconds until the bucket is full again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AdmissionOutcome:
     admitted: bool
     refusal: Refusal | None = None
@@ -175,7 +185,7 @@ class AdmissionOutcome:
     rates: tuple[RateState, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScopeSettlement:
     """A counter before and after a settlement, in units: threshold checks compare integers,
     and the Decimal views below are built only for the rare event that reports them."""
@@ -198,7 +208,7 @@ class ScopeSettlement:
         return units_to_usd(self.spent_after_units)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SettleOutcome:
     applied: bool  # False: unknown lease, or already settled / released
     scopes: tuple[ScopeSettlement, ...] = ()

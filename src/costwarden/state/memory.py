@@ -12,6 +12,7 @@ import heapq
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from typing import Literal
 
 from costwarden.state.base import (
@@ -20,7 +21,6 @@ from costwarden.state.base import (
     AdmissionOutcome,
     AdmissionPlan,
     BreakerTransition,
-    RateBucket,
     Refusal,
     ScopeKey,
     ScopeSettlement,
@@ -101,19 +101,22 @@ class MemoryStateBackend:
             return SettleOutcome(applied=False)
         units = lease.units if actual is None else usd_to_units_up(actual)
         was_reserved = lease.state == "reserved"
+        unreserve = lease.units if was_reserved else 0
         settled = []
+        counters = self._counters
         for scope in lease.plan.scopes:
-            counter = self._counters.get(scope.key)
+            counter = counters.get(scope.key)
             if counter is None:  # counter's retention passed; nothing left to charge
                 continue
             before = counter.spent
-            if was_reserved:
-                counter.reserved = max(0, counter.reserved - lease.units)
+            reserved = counter.reserved - unreserve
+            counter.reserved = reserved if reserved > 0 else 0
             counter.spent = before + units
             settled.append(ScopeSettlement(scope.key, scope.cap_units, before, counter.spent))
-        if actual_tokens is not None:
+        if actual_tokens is not None and lease.plan.rates:
             self._correct_tokens(lease.plan, actual_tokens)
-        self._settle_velocity(lease, units, was_reserved, now)
+        if lease.plan.velocity is not None:
+            self._settle_velocity(lease, units, was_reserved, now)
         self._finish(lease, now)
         return SettleOutcome(applied=True, scopes=tuple(settled))
 
@@ -149,33 +152,42 @@ class MemoryStateBackend:
     # -- admission -------------------------------------------------------------------------
 
     def _admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
-        if self._due_at() <= plan.now:  # checked here: most admissions have nothing due
-            self._sweep(plan.now, limit=SWEEP_BATCH)
-        refused = self._check_session(plan)
-        if refused is not None:
-            return refused
-        velocity = self._velocity.get(plan.velocity.key) if plan.velocity else None
-        transition: BreakerTransition | None = None
-        probe = False
-        if plan.velocity is not None:
-            velocity = velocity or VelocityState()
-            self._keep_velocity(plan.velocity, velocity, plan.now)
-            transition, refused, probe = check_velocity(velocity, plan.velocity, plan.now)
+        # The hot path of every controlled request: written flat (few calls, no per-bucket
+        # objects until the answer is known), since each call and object shows in throughput.
+        now = plan.now
+        if self._due_at() <= now:  # checked here: most admissions have nothing due
+            self._sweep(now, limit=SWEEP_BATCH)
+        if plan.session is not None:
+            refused = self._check_session(plan)
             if refused is not None:
                 return refused
-        rates = [self._plan_rate(bucket, plan.now) for bucket in plan.rates]
-        for rate in rates:
-            if rate.over_s > 0:
-                return rate_refusal(rate, plan.now)
+        check = plan.velocity
+        velocity: VelocityState | None = None
+        transition: BreakerTransition | None = None
+        probe = False
+        if check is not None:
+            velocity = self._velocity.get(check.key) or VelocityState()
+            self._keep_velocity(check, velocity, now)
+            transition, refused, probe = check_velocity(velocity, check, now)
+            if refused is not None:
+                return refused
+        tats = self._tats
+        new_tats = []
+        for bucket in plan.rates:
+            tat = tats.get(bucket.key, now)
+            new_tat, over_s = gcra(bucket, tat, now)
+            if over_s > 0:
+                return rate_refusal(RatePlan(bucket, tat, new_tat, over_s), now)
+            new_tats.append(new_tat)
         refused = self._check_scopes(plan)
         if refused is not None:
             return refused
-        self._apply(plan, rates, velocity, probe)
+        self._apply(plan, new_tats, velocity, probe)
         return AdmissionOutcome(
             admitted=True,
             probe=probe,
             transition=transition,
-            rates=tuple(rate_state(r.bucket, r.new_tat, plan.now) for r in rates),
+            rates=tuple(map(rate_state, plan.rates, new_tats, repeat(now))),
         )
 
     def _check_session(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
@@ -199,11 +211,6 @@ class MemoryStateBackend:
             return trip(session, check, Refusal.LOOP, plan.now)
         return None
 
-    def _plan_rate(self, bucket: RateBucket, now: float) -> RatePlan:
-        tat = self._tats.get(bucket.key, now)
-        new_tat, over_s = gcra(bucket, tat, now)
-        return RatePlan(bucket, tat, new_tat, over_s)
-
     def _check_scopes(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
         units = plan.amount_units
         counters = self._counters
@@ -214,7 +221,8 @@ class MemoryStateBackend:
             if used + units > cap:
                 counter = self._keep_counter(scope)
                 first = not counter.refused
-                counter.refused = True
+                if not plan.tentative:
+                    counter.refused = True
                 return AdmissionOutcome(
                     admitted=False,
                     refusal=Refusal.BUDGET,
@@ -232,17 +240,27 @@ class MemoryStateBackend:
     def _apply(
         self,
         plan: AdmissionPlan,
-        rates: list[RatePlan],
+        new_tats: list[float],
         velocity: VelocityState | None,
         probe: bool,
     ) -> None:
         units = plan.amount_units
+        counters = self._counters
         for scope in plan.scopes:
-            self._keep_counter(scope).reserved += units
-        for rate in rates:
-            if rate.bucket.key not in self._tats:
-                self._expire_later(rate.new_tat + _RATE_KEEP_S, "rate", rate.bucket.key)
-            self._tats[rate.bucket.key] = rate.new_tat
+            counter = counters.get(scope.key)
+            # A known counter whose expiry already covers the scope's (the usual case) needs
+            # nothing but the reservation; everything else goes through _keep_counter.
+            if counter is None or (
+                scope.expires_at is not None
+                and (counter.expires_at is None or scope.expires_at > counter.expires_at)
+            ):
+                counter = self._keep_counter(scope)
+            counter.reserved += units
+        tats = self._tats
+        for bucket, new_tat in zip(plan.rates, new_tats, strict=True):
+            if bucket.key not in tats:
+                self._expire_later(new_tat + _RATE_KEEP_S, "rate", bucket.key)
+            tats[bucket.key] = new_tat
         if plan.session is not None:
             self._record_step(plan.session, plan.now)
         if velocity is not None and probe:

@@ -163,6 +163,7 @@ class RedisStateBackend:
             "now": plan.now,
             "exp": plan.expires_at,
             "amt": plan.amount_units,
+            "tent": 1 if plan.tentative else 0,
             "scopes": [[self._key(s.key), s.cap_units, s.expires_at or 0] for s in plan.scopes],
             "rates": [[self._key(r.key), r.kind, r.limit, r.cost, r.window_s] for r in plan.rates],
         }

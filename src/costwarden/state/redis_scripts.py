@@ -213,8 +213,10 @@ local function check_scopes()
     if spent + reserved + plan.amt > s[2] then
       local first = '1'
       if h[3] == '1' then first = '0' end
-      redis.call('HSET', s[1], 'x', '1')
-      expire_counter(s)
+      if plan.tent ~= 1 then
+        redis.call('HSET', s[1], 'x', '1')
+        expire_counter(s)
+      end
       return reply({refusal = 'budget', key = s[1], spent = spent, reserved = reserved,
         cap = s[2], first = first})
     end

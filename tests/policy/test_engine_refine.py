@@ -1,0 +1,105 @@
+"""Admission at a cheap upper bound first, with the exact count only when a limit refuses it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from costwarden.errors import BudgetExceeded, RateLimited
+from costwarden.policy.config import BudgetRule, PolicyConfig, RateLimitRule
+from costwarden.policy.engine import AdmissionRequest, PolicyEngine
+from costwarden.policy.events import BudgetEvent, MemoryEventSink
+from costwarden.records import Principal, Tags
+
+ALICE = Principal(key_id="k-alice", user="alice", team="ml")
+
+
+class Exact:
+    """The exact (tokens, worst case) of a request, counting how often it was asked for."""
+
+    def __init__(self, tokens: int, cost: str) -> None:
+        self.answer = (tokens, Decimal(cost))
+        self.calls = 0
+
+    def __call__(self) -> tuple[int, Decimal]:
+        self.calls += 1
+        return self.answer
+
+
+def bounded(bound_cost: str, exact: Exact, bound_tokens: int = 400) -> AdmissionRequest:
+    return AdmissionRequest(
+        principal=ALICE,
+        tags=Tags(),
+        model="gpt-4o",
+        estimated_input_tokens=bound_tokens,
+        max_output_tokens=100,
+        worst_case_cost=Decimal(bound_cost),
+        refine=exact,
+    )
+
+
+@pytest.fixture
+def sink() -> MemoryEventSink:
+    return MemoryEventSink()
+
+
+def make(backend, clock, sink, **config) -> PolicyEngine:
+    return PolicyEngine(PolicyConfig(**config), backend, clock, events=sink)
+
+
+def exhausted(sink: MemoryEventSink) -> list[BudgetEvent]:
+    return [e for e in sink.events if isinstance(e, BudgetEvent) and e.kind == "exhausted"]
+
+
+async def test_a_bound_that_fits_is_reserved_without_counting(backend, clock, sink):
+    engine = make(backend, clock, sink, budgets=(BudgetRule(limit_usd=Decimal("1")),))
+    exact = Exact(100, "0.10")
+    admission = await engine.admit(bounded("0.40", exact))
+    assert exact.calls == 0
+    assert admission.reserved_usd == Decimal("0.40") and admission.reserved_tokens == 500
+    key = admission.budgets[0].counter.key
+    assert await backend.usage(key) == (Decimal(0), Decimal("0.4"))
+    await engine.settle(admission, Decimal("0.08"), 180)
+    assert await backend.usage(key) == (Decimal("0.08"), Decimal(0))
+
+
+async def test_a_refused_bound_is_retried_with_the_exact_count(backend, clock, sink):
+    engine = make(backend, clock, sink, budgets=(BudgetRule(limit_usd=Decimal("0.30")),))
+    exact = Exact(100, "0.10")
+    admission = await engine.admit(bounded("0.40", exact))  # 0.40 > 0.30, but 0.10 fits
+    assert exact.calls == 1
+    assert admission.reserved_usd == Decimal("0.10") and admission.reserved_tokens == 200
+    assert await backend.usage(admission.budgets[0].counter.key) == (Decimal(0), Decimal("0.1"))
+    assert exhausted(sink) == []  # the refused bound was only a first try
+
+
+async def test_the_exact_refusal_names_the_exact_amount_and_is_reported_once(
+    backend, clock, sink
+):
+    engine = make(backend, clock, sink, budgets=(BudgetRule(limit_usd=Decimal("0.05")),))
+    for _ in range(2):
+        with pytest.raises(BudgetExceeded) as caught:
+            await engine.admit(bounded("0.40", Exact(100, "0.10")))
+    assert "may cost up to $0.10" in caught.value.message
+    assert caught.value.details["request_max_cost_usd"] == "0.1"
+    assert len(exhausted(sink)) == 1
+
+
+async def test_a_retried_bound_does_not_hide_a_later_exhaustion(backend, clock, sink):
+    engine = make(backend, clock, sink, budgets=(BudgetRule(limit_usd=Decimal("0.30")),))
+    first = await engine.admit(bounded("0.40", Exact(100, "0.10")))  # admitted on the retry
+    await engine.settle(first, Decimal("0.25"), 300)
+    with pytest.raises(BudgetExceeded):
+        await engine.admit(bounded("0.40", Exact(100, "0.10")))
+    assert len(exhausted(sink)) == 1  # the real exhaustion is reported
+
+
+async def test_a_token_bucket_refusing_the_bound_is_retried_exactly(backend, clock, sink):
+    engine = make(backend, clock, sink, rate_limits=(RateLimitRule(tpm=300),))
+    exact = Exact(100, "0.10")
+    admission = await engine.admit(bounded("0.40", exact, bound_tokens=400))  # 500 > 300
+    assert exact.calls == 1 and admission.reserved_tokens == 200
+    assert admission.headers["x-ratelimit-remaining-tokens"] == "100"
+    with pytest.raises(RateLimited):  # 200 more do not fit in the 100 left, exactly either
+        await engine.admit(bounded("0.40", Exact(100, "0.10"), bound_tokens=400))
