@@ -42,7 +42,7 @@ _MESSAGE_OVERHEAD = 4  # tokens per message a chat format adds beyond the text i
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 # Fields that change between identical agent steps without changing what is asked.
-_VOLATILE_FIELDS = ("stream", "stream_options", "user", "metadata", "x_fake")
+_VOLATILE_FIELDS = frozenset(("stream", "stream_options", "user", "metadata", "x_fake"))
 
 
 class LeaseKeeper:
@@ -115,17 +115,18 @@ class Admitter:
         self,
         api: str,
         body: dict[str, Any],
-        body_size: int,
+        raw: bytes,
         record: UsageRecord,
         max_output: int | None,
     ) -> Admission:
-        """Reserve the worst case; sets the output bound on ``body`` when the client gave none."""
+        """Reserve the worst case of ``body`` (parsed from ``raw``); sets the output bound on
+        ``body`` when the client gave none."""
         assert record.principal is not None and record.resolved_model is not None
         model = record.resolved_model
         bound = 1 if api == EMBEDDINGS else max_output
         at = record.created_at
         refine: Callable[[], tuple[int, Decimal]] | None = None
-        if body_size < _TOKENISE_BELOW_BYTES:
+        if len(raw) < _TOKENISE_BELOW_BYTES:
             prompt = self._tokens.bound_request(api, body)
 
             def refine() -> tuple[int, Decimal]:
@@ -133,7 +134,7 @@ class Admitter:
                 return exact, self._worst_case(model, exact, bound, at)
 
         else:
-            prompt = _size_bound(body, body_size)
+            prompt = _size_bound(body, len(raw))
         admission = await self._engine.admit(
             AdmissionRequest(
                 principal=record.principal,
@@ -142,7 +143,7 @@ class Admitter:
                 estimated_input_tokens=prompt,
                 max_output_tokens=bound,
                 worst_case_cost=self._worst_case(model, prompt, bound, at),
-                fingerprint=self._fingerprint(body) if self._detect_loops else None,
+                fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
                 refine=refine,
             )
         )
@@ -193,11 +194,17 @@ class Admitter:
             self._reachable_by_model[model] = targets
         return targets
 
-    @staticmethod
-    def _fingerprint(body: dict[str, Any]) -> str:
-        stable = {k: v for k, v in body.items() if k not in _VOLATILE_FIELDS}
-        digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16)
-        return digest.hexdigest()
+def request_fingerprint(body: dict[str, Any], raw: bytes) -> str:
+    """The request with what changes between identical agent steps left out, hashed.
+
+    A body without volatile fields (the usual case) is hashed as it came: a looping agent
+    resends the same bytes, and re-serialising it canonically costs more than the hash.
+    Otherwise the rest of it is hashed in a canonical form (sorted keys)."""
+    if body.keys().isdisjoint(_VOLATILE_FIELDS):
+        return hashlib.blake2b(raw, digest_size=16).hexdigest()
+    stable = {k: v for k, v in body.items() if k not in _VOLATILE_FIELDS}
+    digest = hashlib.blake2b(orjson.dumps(stable, option=orjson.OPT_SORT_KEYS), digest_size=16)
+    return digest.hexdigest()
 
 
 def _size_bound(body: dict[str, Any], size: int) -> int:

@@ -122,7 +122,7 @@ class ProxyPipeline:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         if self._admitter.active:
             held.admission = await self._admitter.admit(
-                api, payload, len(body), record, info.max_output_tokens
+                api, payload, body, record, info.max_output_tokens
             )
             headers = tuple((k.encode(), v.encode()) for k, v in held.admission.headers.items())
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
