@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -37,7 +38,10 @@ async def load(
     answered: list[str],
     failures: list[str],
     body: dict[str, Any] = BODY,
+    milestone: tuple[int, asyncio.Event] | None = None,
 ) -> None:
+    """Post ``body`` from ``workers`` clients for ``seconds``; ``milestone`` (n, event): the
+    event is set once n requests were answered."""
     deadline = time.monotonic() + seconds
     headers = {"authorization": f"Bearer {key}"}
 
@@ -48,6 +52,8 @@ async def load(
                     await resp.read()
                     if resp.status == 200:
                         answered.append(resp.headers["x-request-id"])
+                        if milestone is not None and len(answered) >= milestone[0]:
+                            milestone[1].set()
                     else:
                         failures.append(f"{resp.status}")
             except (aiohttp.ClientError, OSError) as exc:
@@ -85,13 +91,17 @@ async def test_sigkill_loses_no_answered_request(tmp_path: Path) -> None:
         procs.gateway(config, gw_port, log=tmp_path / "gw.log") as gw,
     ):
         url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
+        enough = asyncio.Event()
         load_task = asyncio.create_task(
-            load(url, key, 3.0, 16, answered=answered, failures=failures)
+            load(url, key, 8.0, 16, answered=answered, failures=failures, milestone=(60, enough))
         )
-        await asyncio.sleep(1.5)
+        # Kill once enough was answered, not at a fixed time: a slow start-up (a loaded CI
+        # machine) must not leave nothing to check. The load goes on failing after the kill.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(enough.wait(), timeout=6.0)
         os.kill(gw.pid, signal.SIGKILL)
         await load_task
-    assert len(answered) > 50
+    assert len(answered) > 50, f"answered {len(answered)}; failures: {failures[:5]}"
     assert failures, "requests after the kill must have failed"
     with sqlite3.connect(tmp_path / "ledger.db") as db:
         in_db_before = db.execute("SELECT count(*) FROM usage_records").fetchone()[0]

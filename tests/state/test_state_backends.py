@@ -186,3 +186,29 @@ async def test_leases_admitted_out_of_expiry_order_each_expire_on_time(backend: 
     assert await backend.usage(cap.key) == (Decimal(0), Decimal("0.30"))
     assert await backend.sweep_expired(NOW + LEASE + 1) == 1
     assert await backend.usage(cap.key) == (Decimal(0), Decimal(0))
+
+
+async def test_settle_many_settles_each_in_order_in_one_step(backend: StateBackend):
+    team = ScopeKey("budget:team=ml:day:x", Decimal("1"))
+    user = ScopeKey("budget:user=ann:day:x", Decimal("1"))
+    tpm = RateBucket("rate:key=k:tpm", "tokens", 1000, 400)
+    assert (await backend.admit(plan("a", "0.30", team, user, rates=[tpm]))).admitted
+    assert (await backend.admit(plan("b", "0.20", team, rates=[tpm]))).admitted
+    outcomes = await backend.settle_many(
+        [("a", Decimal("0.10"), 100), ("gone", Decimal(1), None), ("b", None, 50), ("a", None, 0)],
+        NOW,
+    )
+    assert [o.applied for o in outcomes] == [True, False, True, False]  # "a" only once
+    assert [(s.key, s.spent_before, s.spent_after) for s in outcomes[0].scopes] == [
+        (team.key, 0, Decimal("0.1")),
+        (user.key, 0, Decimal("0.1")),
+    ]
+    assert [(s.spent_before, s.spent_after) for s in outcomes[2].scopes] == [
+        (Decimal("0.1"), Decimal("0.3"))  # unknown price: the reserved 0.20 is spent
+    ]
+    assert await backend.usage(team.key) == (Decimal("0.3"), Decimal(0))
+    assert await backend.usage(user.key) == (Decimal("0.1"), Decimal(0))
+    # Both token reservations (2 × 400) were corrected to what was used (100 + 50).
+    after = await backend.admit(plan("c", "0", rates=[RateBucket(tpm.key, "tokens", 1000, 1)]))
+    assert after.rates[0].remaining == 1000 - 150 - 1
+    assert await backend.settle_many([], NOW) == []

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from costwarden.gateway.routing import Router, Target
+from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.pricing import PriceBook, TokenCounter
 from costwarden.providers.base import CHAT, EMBEDDINGS
@@ -94,13 +95,16 @@ class Admitter:
     def __init__(
         self,
         engine: PolicyEngine,
+        *,
         prices: PriceBook,
         tokens: TokenCounter,
         router: Router,
         leases: LeaseKeeper,
+        settlements: SettlementBatcher,
     ) -> None:
         self._engine = engine
         self._leases = leases
+        self._settlements = settlements
         self._prices = prices
         self._tokens = tokens
         self._router = router
@@ -154,15 +158,13 @@ class Admitter:
         return admission
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        """Settle the actual cost (batched, see ``settlement``), or return the reservation
+        at once if the request never reached an upstream."""
+        if not record.attempts:
+            await self.release(admission)
+            return
         self._leases.drop(admission)
-        try:
-            if record.attempts:
-                await self._engine.settle(admission, record.cost, record.usage.total_tokens)
-            else:
-                await self._engine.release(admission)
-        except Exception:
-            # The lease expires on its own; a failed settle must not fail an answered request.
-            log.exception("settling reservation %s failed", admission.lease_id)
+        self._settlements.settle(admission, record.cost, record.usage.total_tokens)
 
     async def release(self, admission: Admission) -> None:
         self._leases.drop(admission)

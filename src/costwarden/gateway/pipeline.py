@@ -78,7 +78,12 @@ class ProxyPipeline:
         self._relay = StreamRelay(services)
         self._ids = RequestIds()
         self._admitter = Admitter(
-            services.policy, services.prices, services.tokens, services.router, services.leases
+            services.policy,
+            prices=services.prices,
+            tokens=services.tokens,
+            router=services.router,
+            leases=services.leases,
+            settlements=services.settlements,
         )
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,7 +129,7 @@ class ProxyPipeline:
             held.admission = await self._admitter.admit(
                 api, payload, body, record, info.max_output_tokens
             )
-            headers = tuple((k.encode(), v.encode()) for k, v in held.admission.headers.items())
+            headers = held.admission.header_pairs
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
         flight = Flight(spec, record, t0, headers)
         self._append_pending(record)

@@ -11,6 +11,7 @@ import aiohttp
 from costwarden.config import Settings
 from costwarden.gateway.admission import LeaseKeeper
 from costwarden.gateway.routing import Router
+from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
@@ -37,9 +38,11 @@ class Services:
     policy: PolicyEngine
     runtime_budgets: RuntimeBudgets
     leases: LeaseKeeper
+    settlements: SettlementBatcher
 
     async def close(self) -> None:
         await self.leases.stop()
+        await self.settlements.flush()  # before the state backend closes below
         await self.runtime_budgets.stop()  # first: it reads the ledger store closed below
         await self.session.close()
         await self.ledger.close()
@@ -106,6 +109,7 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     await runtime_budgets.start()
     leases = LeaseKeeper(policy, settings.state.lease_seconds)
     leases.start()
+    settlements = SettlementBatcher(policy)
     return Services(
         settings,
         prices,
@@ -119,4 +123,5 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         policy,
         runtime_budgets,
         leases,
+        settlements,
     )

@@ -43,9 +43,15 @@ from costwarden.policy.config import BudgetRule, PolicyConfig
 from costwarden.policy.events import BreakerEvent, EventSink, LoggingEventSink
 from costwarden.policy.pinning import ModelResolution
 from costwarden.policy.plans import DEFAULT_MAX_ENTRIES, PlanCache, SessionPartsCache
-from costwarden.policy.ratelimit import charge_tokens, rate_limit_headers, rate_limited
+from costwarden.policy.ratelimit import charge_tokens, rate_limit_header_pairs, rate_limited
 from costwarden.records import Principal, Tags
-from costwarden.state.base import AdmissionOutcome, AdmissionPlan, Refusal, StateBackend
+from costwarden.state.base import (
+    AdmissionOutcome,
+    AdmissionPlan,
+    Refusal,
+    SettleOutcome,
+    StateBackend,
+)
 
 Clock = Callable[[], float]  # epoch seconds; time.time in production, injected in tests
 # Refusals that a smaller token count could turn into an admission (a budget, the session's
@@ -78,12 +84,17 @@ class Admission:
     reserved_tokens: int
     max_output_tokens: int  # the bound the upstream call must carry
     expires_at: float
-    headers: dict[str, str]  # x-ratelimit-* for the client response
+    header_pairs: tuple[tuple[bytes, bytes], ...]  # x-ratelimit-* for the client response
     budgets: tuple[BudgetScope, ...]
     probe: bool  # a half-open probe of the velocity breaker
     # Counter key -> budget, for the budgets with soft thresholds (settlement reports
     # crossings); shared with the compiled plan, never modified.
     watched: Mapping[str, BudgetScope] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``header_pairs`` as text."""
+        return {name.decode(): value.decode() for name, value in self.header_pairs}
 
 
 class PolicyEngine:
@@ -221,7 +232,7 @@ class PolicyEngine:
             tokens,
             max_output,
             expires_at,
-            rate_limit_headers(outcome.rates) if outcome.rates else {},
+            rate_limit_header_pairs(outcome.rates) if outcome.rates else (),
             compiled.budgets,
             outcome.probe,
             compiled.watched,
@@ -234,9 +245,25 @@ class PolicyEngine:
         amount, the conservative choice). False if the lease was already settled / released."""
         now = self._clock()
         outcome = await self._state.settle(admission.lease_id, actual_cost, actual_tokens, now)
+        self._report_thresholds(admission, outcome, now)
+        return outcome.applied
+
+    async def settle_many(
+        self, settlements: Sequence[tuple[Admission, Decimal | None, int | None]]
+    ) -> list[bool]:
+        """``settle`` for each, in one backend step (one round trip on Redis)."""
+        now = self._clock()
+        outcomes = await self._state.settle_many(
+            [(a.lease_id, cost, tokens) for a, cost, tokens in settlements], now
+        )
+        for (admission, _, _), outcome in zip(settlements, outcomes, strict=True):
+            self._report_thresholds(admission, outcome, now)
+        return [outcome.applied for outcome in outcomes]
+
+    def _report_thresholds(self, admission: Admission, outcome: SettleOutcome, now: float) -> None:
         watched = admission.watched
         if not watched:
-            return outcome.applied  # no soft threshold to cross: nothing to report
+            return  # no soft threshold to cross: nothing to report
         for settled in outcome.scopes:
             scope = watched.get(settled.key)
             # Thresholds are sorted: below the lowest one (the usual case) nothing is crossed.
@@ -246,7 +273,6 @@ class PolicyEngine:
                 continue
             for event in budgets.threshold_events(scope, settled, now):
                 self._events.emit(event)
-        return outcome.applied
 
     async def release(self, admission: Admission) -> bool:
         """The request never reached upstream: return its reservation and estimated tokens."""

@@ -58,8 +58,15 @@ def rate_limit_headers(states: tuple[RateState, ...]) -> dict[str, str]:
     """OpenAI-style ``x-ratelimit-*`` headers from the tightest bucket of each kind.
 
     Tightest: the smallest share remaining, then the fewest remaining; the first such bucket
-    wins a tie. Runs on every admitted request, hence one pass, no sorting and no
-    intermediate objects."""
+    wins a tie."""
+    return {
+        name.decode(): value.decode() for name, value in rate_limit_header_pairs(states)
+    }
+
+
+def rate_limit_header_pairs(states: tuple[RateState, ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """``rate_limit_headers`` as the ASGI response wants them (bytes): every admitted request
+    sends them, so they are built in one pass with no intermediate strings."""
     requests: RateState | None = None
     tokens: RateState | None = None
     for state in states:
@@ -68,16 +75,20 @@ def rate_limit_headers(states: tuple[RateState, ...]) -> dict[str, str]:
                 requests = state
         elif tokens is None or _tighter(state, tokens):
             tokens = state
-    headers: dict[str, str] = {}
+    pairs: list[tuple[bytes, bytes]] = []
     if requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(requests.limit)
-        headers["x-ratelimit-remaining-requests"] = str(requests.remaining)
-        headers["x-ratelimit-reset-requests"] = go_duration(requests.reset_s)
+        pairs += (
+            (b"x-ratelimit-limit-requests", b"%d" % requests.limit),
+            (b"x-ratelimit-remaining-requests", b"%d" % requests.remaining),
+            (b"x-ratelimit-reset-requests", go_duration(requests.reset_s).encode()),
+        )
     if tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(tokens.limit)
-        headers["x-ratelimit-remaining-tokens"] = str(tokens.remaining)
-        headers["x-ratelimit-reset-tokens"] = go_duration(tokens.reset_s)
-    return headers
+        pairs += (
+            (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
+            (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
+            (b"x-ratelimit-reset-tokens", go_duration(tokens.reset_s).encode()),
+        )
+    return tuple(pairs)
 
 
 def _tighter(state: RateState, than: RateState) -> bool:

@@ -21,6 +21,7 @@ frozen, since they are shared between requests.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal, Protocol
@@ -214,6 +215,11 @@ class SettleOutcome:
     scopes: tuple[ScopeSettlement, ...] = ()
 
 
+# (lease id, actual cost or None for the reserved amount, actual tokens or None): one request's
+# settlement, for ``StateBackend.settle_many``.
+Settlement = tuple[str, Decimal | None, int | None]
+
+
 class StateBackend(Protocol):
     """Atomic counters shared by every replica that uses the same backend."""
 
@@ -236,6 +242,11 @@ class StateBackend(Protocol):
         """Replace the reservation by ``actual`` spend (None: the reserved amount); idempotent.
 
         ``actual_tokens`` corrects the token buckets charged with the estimate."""
+
+    async def settle_many(
+        self, settlements: Sequence[Settlement], now: float
+    ) -> list[SettleOutcome]:
+        """``settle`` for each, in order, in one step (one round trip on Redis)."""
 
     async def release(self, lease_id: str, now: float) -> bool:
         """Return the reservation and the estimated tokens (request never reached upstream)."""

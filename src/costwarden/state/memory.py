@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import repeat
@@ -26,6 +27,7 @@ from costwarden.state.base import (
     ScopeSettlement,
     ScopeUsage,
     SessionCheck,
+    Settlement,
     SettleOutcome,
     VelocityCheck,
     units_to_usd,
@@ -94,6 +96,16 @@ class MemoryStateBackend:
         return self._admit(AdmissionPlan(lease_id, now, expires_at, amount, scopes))
 
     async def settle(
+        self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
+    ) -> SettleOutcome:
+        return self._settle(lease_id, actual, actual_tokens, now)
+
+    async def settle_many(
+        self, settlements: Sequence[Settlement], now: float
+    ) -> list[SettleOutcome]:
+        return [self._settle(lease, actual, tokens, now) for lease, actual, tokens in settlements]
+
+    def _settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
     ) -> SettleOutcome:
         lease = self._leases.get(lease_id)

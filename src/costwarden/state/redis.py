@@ -10,6 +10,7 @@ separate job is needed for correctness; ``sweep_expired`` exists for idle period
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal, cast
 
@@ -31,6 +32,7 @@ from costwarden.state.base import (
     ScopeKey,
     ScopeSettlement,
     ScopeUsage,
+    Settlement,
     SettleOutcome,
     units_to_usd,
     usd_to_units_up,
@@ -56,6 +58,7 @@ class RedisStateBackend:
 
         self._admit = load(redis_scripts.ADMIT)
         self._settle = load(redis_scripts.SETTLE)
+        self._settle_many = load(redis_scripts.SETTLE_MANY)
         self._release = load(redis_scripts.RELEASE)
         self._renew = load(redis_scripts.RENEW)
         self._sweep = load(redis_scripts.SWEEP)
@@ -89,15 +92,26 @@ class RedisStateBackend:
     async def settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
     ) -> SettleOutcome:
-        actual_arg = "" if actual is None else str(usd_to_units_up(actual))
-        tokens_arg = "" if actual_tokens is None else str(actual_tokens)
-        reply = cast(
-            list[Any],
-            await self._settle(
-                keys=[self._key("leases"), self._key("lease:" + lease_id)],
-                args=[self._prefix, lease_id, actual_arg, tokens_arg, repr(now)],
-            ),
+        reply = await self._settle(
+            keys=[self._key("leases"), self._key("lease:" + lease_id)],
+            args=[self._prefix, lease_id, *_settle_args(actual, actual_tokens), repr(now)],
         )
+        return self._decode_settlement(cast(list[Any], reply))
+
+    async def settle_many(
+        self, settlements: Sequence[Settlement], now: float
+    ) -> list[SettleOutcome]:
+        if not settlements:
+            return []
+        keys = [self._key("leases")]
+        args: list[str] = [self._prefix, repr(now)]
+        for lease_id, actual, actual_tokens in settlements:
+            keys.append(self._key("lease:" + lease_id))
+            args += (lease_id, *_settle_args(actual, actual_tokens))
+        replies = cast(list[Any], await self._settle_many(keys=keys, args=args))
+        return [self._decode_settlement(cast(list[Any], reply)) for reply in replies]
+
+    def _decode_settlement(self, reply: list[Any]) -> SettleOutcome:
         if int(reply[0]) == 0:
             return SettleOutcome(applied=False)
         fields = [_text(v) for v in reply[1:]]
@@ -232,6 +246,13 @@ class RedisStateBackend:
             transition=transition,
             rates=rates,
         )
+
+
+def _settle_args(actual: Decimal | None, actual_tokens: int | None) -> tuple[str, str]:
+    return (
+        "" if actual is None else str(usd_to_units_up(actual)),
+        "" if actual_tokens is None else str(actual_tokens),
+    )
 
 
 def _text(value: Any) -> str:

@@ -272,44 +272,70 @@ return reply({ok = '1', probe = probe, tr = tr, rates = states})
 """
 )
 
+_SETTLE_ONE = """
+-- Settle one lease: its reservation becomes ``actual`` units ('' = the reserved amount) of
+-- spend; ``tokens`` ('' = none) corrects its token buckets. {0} if the lease is not live, else
+-- {1, then key, cap, spent_before, spent_after per scope}.
+local function settle_one(id, actual, tokens, now)
+  local lk = P .. 'lease:' .. id
+  local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
+  if not f[1] or f[1] == 'd' then return {0} end
+  local lp = cjson.decode(f[2])
+  local units = lp.amt
+  if actual ~= '' then units = tonumber(actual) end
+  local was_reserved = f[1] == 'r'
+  local out = {1}
+  for _, s in ipairs(lp.scopes) do
+    if redis.call('EXISTS', s[1]) == 1 then
+      local h = redis.call('HMGET', s[1], 's', 'r')
+      local before, reserved = num(h[1], 0), num(h[2], 0)
+      if was_reserved then reserved = math.max(0, reserved - lp.amt) end
+      redis.call('HSET', s[1], 's', istr(before + units), 'r', istr(reserved))
+      for _, v in ipairs({s[1], istr(s[2]), istr(before), istr(before + units)}) do
+        table.insert(out, v)
+      end
+    end
+  end
+  if tokens ~= '' then correct_tokens(lp, tonumber(tokens), now) end
+  if lp.vel and redis.call('EXISTS', lp.vel.k) == 1 then
+    vel_add(lp.vel.k, units, now)
+    redis.call('EXPIRE', lp.vel.k, math.ceil(lp.vel.ttl))
+    if f[3] == '1' and was_reserved then
+      local pi = math.max(0, num(redis.call('HGET', lp.vel.k, 'pi'), 0) - 1)
+      redis.call('HSET', lp.vel.k, 'pi', istr(pi))
+      redis.call('HINCRBY', lp.vel.k, 'pd', 1)
+    end
+  end
+  finish(lk, id)
+  return out
+end
+"""
+
 # ARGV: prefix, lease id, actual units ('' = the reserved amount), actual tokens ('' = none),
-# now. Reply: {1, then key, cap, spent_before, spent_after per scope} or {0} if not live.
+# now. Reply: settle_one's.
 SETTLE = (
     _COMMON
     + _VELOCITY
+    + _SETTLE_ONE
     + """
-local id, actual, tokens, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local lk = P .. 'lease:' .. id
-local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
-if not f[1] or f[1] == 'd' then return {0} end
-local lp = cjson.decode(f[2])
-local units = lp.amt
-if actual ~= '' then units = tonumber(actual) end
-local was_reserved = f[1] == 'r'
-local out = {1}
-for _, s in ipairs(lp.scopes) do
-  if redis.call('EXISTS', s[1]) == 1 then
-    local h = redis.call('HMGET', s[1], 's', 'r')
-    local before, reserved = num(h[1], 0), num(h[2], 0)
-    if was_reserved then reserved = math.max(0, reserved - lp.amt) end
-    redis.call('HSET', s[1], 's', istr(before + units), 'r', istr(reserved))
-    for _, v in ipairs({s[1], istr(s[2]), istr(before), istr(before + units)}) do
-      table.insert(out, v)
-    end
-  end
+return settle_one(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]))
+"""
+)
+
+# ARGV: prefix, now, then (lease id, actual units, actual tokens) per lease; KEYS: the leases
+# set, then each lease's key. Reply: one settle_one reply per lease, in order. Many requests
+# settled in one round trip (the gateway batches those that finish in one loop iteration).
+SETTLE_MANY = (
+    _COMMON
+    + _VELOCITY
+    + _SETTLE_ONE
+    + """
+local now = tonumber(ARGV[2])
+local replies = {}
+for i = 3, #ARGV, 3 do
+  table.insert(replies, settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], now))
 end
-if tokens ~= '' then correct_tokens(lp, tonumber(tokens), now) end
-if lp.vel and redis.call('EXISTS', lp.vel.k) == 1 then
-  vel_add(lp.vel.k, units, now)
-  redis.call('EXPIRE', lp.vel.k, math.ceil(lp.vel.ttl))
-  if f[3] == '1' and was_reserved then
-    local pi = math.max(0, num(redis.call('HGET', lp.vel.k, 'pi'), 0) - 1)
-    redis.call('HSET', lp.vel.k, 'pi', istr(pi))
-    redis.call('HINCRBY', lp.vel.k, 'pd', 1)
-  end
-end
-finish(lk, id)
-return out
+return replies
 """
 )
 
