@@ -1,6 +1,6 @@
 """What the spend controls cost: gateway throughput and latency with and without them.
 
-    .venv/bin/python bench/bench_controls.py [--duration 10] [--connections 1,32]
+    .venv/bin/python bench/bench_controls.py [--duration 10] [--connections 1,32] [--rounds 3]
 
 Starts one fake upstream and three gateways (real processes, SQLite ledger each), identical but
 for their controls, and drives each with wrk (Debian package ``wrk``) in one run:
@@ -14,7 +14,8 @@ breaker (step and spend limits, loop detection) and the spend-velocity breaker, 
 limits far above what the run reaches, so every request pays for every check and none is
 refused. Each request carries a session tag (64 sessions) and a distinct prompt, so loop
 detection fingerprints it without ever tripping. Prints req/s, p50 / p99 and the share of the
-no-controls throughput; writes bench/results/controls.json. Redis: $COSTWARDEN_BENCH_REDIS_URL
+no-controls throughput (medians over the rounds, each round's share measured against the same
+round's no-controls run); writes bench/results/controls.json. Redis: $COSTWARDEN_BENCH_REDIS_URL
 (default redis://127.0.0.1:6379/0); keys go under a prefix of this run's and are deleted after.
 """
 
@@ -100,7 +101,7 @@ def gateway_config(tmp: Path, variant: str, upstream_port: int, prefix: str) -> 
     return data
 
 
-def measure(tmp: Path, conns: list[int], seconds: int, prefix: str) -> list[Run]:
+def measure(tmp: Path, conns: list[int], seconds: int, rounds: int, prefix: str) -> list[Run]:
     up_port = procs.free_port()
     ports = {variant: procs.free_port() for variant in VARIANTS}
     commands = [(procs.fake_upstream_command(up_port), up_port)]
@@ -113,20 +114,21 @@ def measure(tmp: Path, conns: list[int], seconds: int, prefix: str) -> list[Run]
         commands.append((procs.gateway_command(config, ports[variant]), ports[variant]))
     urls = {v: f"http://127.0.0.1:{port}/v1/chat/completions" for v, port in ports.items()}
 
-    def drive(variant: str, connections: int, duration: int, label: str) -> Run:
-        script = tmp / f"{variant}-{label}-{connections}.lua"
+    def drive(variant: str, connections: int, duration: int, label: str, index: int) -> Run:
+        script = tmp / f"{variant}-{label}-{connections}-{index}.lua"
         script.write_text(
             _WRK_SCRIPT % {"key": keys[variant], "sessions": SESSIONS, "run": script.stem}
         )
-        return wrk(urls[variant], script, connections, duration, label)
+        return wrk(urls[variant], script, connections, duration, label, round_index=index)
 
     runs: list[Run] = []
     with procs.spawned_together(commands):
         for variant in VARIANTS:  # warm pools, caches and counters before measuring
-            drive(variant, 8, 2, "warm")
-        for c in conns:
-            for variant in VARIANTS:
-                runs.append(drive(variant, c, seconds, variant))
+            drive(variant, 8, 2, "warm", 0)
+        for index in range(rounds):  # interleaved: a slow spell of the machine hits all
+            for c in conns:
+                for variant in VARIANTS:
+                    runs.append(drive(variant, c, seconds, variant, index))
     return runs
 
 
@@ -136,7 +138,7 @@ def delete_keys(client: redis.Redis, prefix: str) -> None:
 
 
 def main() -> int:
-    duration, conns = parse_args()
+    duration, conns, rounds = parse_args()
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
@@ -146,7 +148,7 @@ def main() -> int:
     prefix = f"cwbench:{os.getpid()}:{secrets.token_hex(4)}"
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
-            runs = measure(Path(tmpdir), conns, duration, prefix)
+            runs = measure(Path(tmpdir), conns, duration, rounds, prefix)
     finally:
         delete_keys(client, prefix)
         client.close()

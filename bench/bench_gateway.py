@@ -43,7 +43,7 @@ def wrk_script(tmp: Path, key: str | None) -> Path:
 
 
 def main() -> int:
-    duration, conns = parse_args()
+    duration, conns, rounds = parse_args()
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -78,10 +78,12 @@ def main() -> int:
             direct = wrk_script(tmp, None)
             for name, port in targets.items():  # warm pools and caches before measuring
                 wrk(f"http://127.0.0.1:{port}{PATH}", scripts.get(name, direct), 8, 2, "warm")
-            for c in conns:
-                for name, port in targets.items():
-                    url = f"http://127.0.0.1:{port}{PATH}"
-                    runs.append(wrk(url, scripts.get(name, direct), c, duration, name))
+            for index in range(rounds):  # interleaved: a slow spell of the machine hits all
+                for c in conns:
+                    for name, port in targets.items():
+                        url = f"http://127.0.0.1:{port}{PATH}"
+                        script = scripts.get(name, direct)
+                        runs.append(wrk(url, script, c, duration, name, round_index=index))
     report(runs, baseline="upstream", name="gateway")
     return 0
 

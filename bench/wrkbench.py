@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -26,17 +27,21 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    round: int = 0  # which pass of an interleaved run (see --rounds)
 
 
-def parse_args() -> tuple[int, list[int]]:
-    """--duration and --connections, shared by the wrk benchmarks; exits if wrk is missing."""
+def parse_args() -> tuple[int, list[int], int]:
+    """--duration, --connections and --rounds, shared by the wrk benchmarks; exits if wrk is
+    missing. Each round runs every target once, so targets are interleaved and a machine that
+    slows down for a while (shared vCPUs) skews one round, not one target."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,32")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
-    return args.duration, [int(c) for c in args.connections.split(",")]
+    return args.duration, [int(c) for c in args.connections.split(",")], max(1, args.rounds)
 
 
 def _ms(text: str) -> float:
@@ -53,7 +58,9 @@ def _field(pattern: str, out: str) -> str:
     return match.group(1)
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int, target: str) -> Run:
+def wrk(
+    url: str, script: Path, connections: int, seconds: int, target: str, *, round_index: int = 0
+) -> Run:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         check=True,
@@ -69,37 +76,53 @@ def wrk(url: str, script: Path, connections: int, seconds: int, target: str) -> 
         _ms(_field(r"^\s+50%\s+(\S+)", out)),
         _ms(_field(r"^\s+99%\s+(\S+)", out)),
         int(errors.group(1)) if errors else 0,
+        round_index,
     )
 
 
 def report(runs: list[Run], baseline: str, name: str, extra: dict[str, Any] | None = None) -> None:
-    """Print each run against the ``baseline`` target at the same connection count, and save
-    the table to bench/results/<name>.json."""
+    """Print each target against the ``baseline`` target at the same connection count and
+    round, and save the table (and every run) to bench/results/<name>.json.
+
+    With several rounds a row shows medians: req/s, latencies, and the share of the baseline
+    computed round by round (each round's runs ran minutes apart at most), with its range."""
     label = f"% of {baseline}"
     print(
         f"{'target':<12}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
-        f"{label:>16}{'added p50':>11}{'added p99':>11}"
+        f"{label:>16}{'range':>14}{'added p50':>11}{'added p99':>11}"
     )
-    base = {r.connections: r for r in runs if r.target == baseline}
-    summary = []
+    base = {(r.connections, r.round): r for r in runs if r.target == baseline}
+    groups: dict[tuple[str, int], list[Run]] = {}
     for r in runs:
-        ref = base[r.connections]
-        share = 100 * r.requests_per_s / ref.requests_per_s
-        add50, add99 = r.p50_ms - ref.p50_ms, r.p99_ms - ref.p99_ms
+        groups.setdefault((r.target, r.connections), []).append(r)
+    summary = []
+    for (target, conns), group in groups.items():
+        shares = [100 * r.requests_per_s / base[conns, r.round].requests_per_s for r in group]
+        add50 = median(r.p50_ms - base[conns, r.round].p50_ms for r in group)
+        add99 = median(r.p99_ms - base[conns, r.round].p99_ms for r in group)
+        row = {
+            "target": target,
+            "connections": conns,
+            "rounds": len(group),
+            "requests_per_s": round(median(r.requests_per_s for r in group), 1),
+            "p50_ms": round(median(r.p50_ms for r in group), 3),
+            "p99_ms": round(median(r.p99_ms for r in group), 3),
+            "errors": sum(r.errors for r in group),
+            f"pct_of_{baseline}": round(median(shares), 1),
+            f"pct_of_{baseline}_range": [round(min(shares), 1), round(max(shares), 1)],
+            "added_p50_ms": round(add50, 3),
+            "added_p99_ms": round(add99, 3),
+        }
+        spread = f"{min(shares):.0f}-{max(shares):.0f}%"
         print(
-            f"{r.target:<12}{r.connections:>6}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}"
-            f"{r.p99_ms:>9.2f}{r.errors:>9}{share:>15.1f}%{add50:>+11.2f}{add99:>+11.2f}"
+            f"{target:<12}{conns:>6}{row['requests_per_s']:>10.0f}{row['p50_ms']:>9.2f}"
+            f"{row['p99_ms']:>9.2f}{row['errors']:>9}{median(shares):>15.1f}%{spread:>14}"
+            f"{add50:>+11.2f}{add99:>+11.2f}"
         )
-        summary.append(
-            {
-                **asdict(r),
-                f"pct_of_{baseline}": round(share, 1),
-                "added_p50_ms": round(add50, 3),
-                "added_p99_ms": round(add99, 3),
-            }
-        )
+        summary.append(row)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
     machine = {"machine": platform.node(), "cpus": os.cpu_count() or 0}
-    out.write_text(json.dumps({**machine, **(extra or {}), "runs": summary}, indent=2))
+    document = {**machine, **(extra or {}), "summary": summary, "runs": [asdict(r) for r in runs]}
+    out.write_text(json.dumps(document, indent=2))
     print(f"wrote {out}")
