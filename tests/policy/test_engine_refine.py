@@ -8,7 +8,7 @@ import pytest
 
 from costwarden.errors import BudgetExceeded, RateLimited
 from costwarden.policy.config import BudgetRule, PolicyConfig, RateLimitRule
-from costwarden.policy.engine import AdmissionRequest, PolicyEngine
+from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.policy.events import BudgetEvent, MemoryEventSink
 from costwarden.records import Principal, Tags
 
@@ -103,3 +103,22 @@ async def test_a_token_bucket_refusing_the_bound_is_retried_exactly(backend, clo
     assert admission.headers["x-ratelimit-remaining-tokens"] == "100"
     with pytest.raises(RateLimited):  # 200 more do not fit in the 100 left, exactly either
         await engine.admit(bounded("0.40", Exact(100, "0.10"), bound_tokens=400))
+
+
+async def test_admit_many_answers_each_request_and_retries_refused_bounds(backend, clock, sink):
+    engine = make(backend, clock, sink, budgets=(BudgetRule(limit_usd=Decimal("0.50")),))
+    exact = Exact(100, "0.10")
+    results = await engine.admit_many(
+        [
+            bounded("0.30", Exact(100, "0.10")),  # the bound fits
+            bounded("0.40", exact),  # 0.30 + 0.40 > 0.50: retried exactly, 0.10 fits
+            bounded("0.40", Exact(100, "0.10")),  # refused as well; exactly, the last 0.10 fits
+            bounded("0.40", Exact(300, "0.20")),  # nothing left for it, exactly either
+        ]
+    )
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["Admission", "Admission", "Admission", "BudgetExceeded"]
+    reserved = [r.reserved_usd for r in results if isinstance(r, Admission)]
+    assert reserved == [Decimal("0.30"), Decimal("0.10"), Decimal("0.10")]
+    assert exact.calls == 1
+    assert len(exhausted(sink)) == 1

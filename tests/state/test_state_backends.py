@@ -212,3 +212,25 @@ async def test_settle_many_settles_each_in_order_in_one_step(backend: StateBacke
     after = await backend.admit(plan("c", "0", rates=[RateBucket(tpm.key, "tokens", 1000, 1)]))
     assert after.rates[0].remaining == 1000 - 150 - 1
     assert await backend.settle_many([], NOW) == []
+
+
+async def test_admit_many_admits_each_in_order_all_or_nothing(backend: StateBackend):
+    cap = ScopeKey("budget:global:day:x", Decimal("1"))
+    other = ScopeKey("budget:team=ml:day:x", Decimal("0.5"))
+    rpm = RateBucket("rate:key=k:rpm", "requests", 3, 1)
+    outcomes = await backend.admit_many(
+        [
+            plan("a", "0.40", cap, rates=[rpm]),
+            plan("b", "0.40", cap, other, rates=[rpm]),
+            plan("c", "0.40", cap, rates=[rpm]),  # 1.20 > 1: refused, nothing reserved
+            plan("d", "0.20", cap, rates=[rpm]),  # fits the budget; the 3rd request this minute
+            plan("e", "0.01", other, rates=[rpm]),  # a 4th request: the rpm bucket refuses
+        ]
+    )
+    assert [o.admitted for o in outcomes] == [True, True, False, True, False]
+    assert outcomes[2].refusal is Refusal.BUDGET and outcomes[2].refused_key == cap.key
+    assert outcomes[4].refusal is Refusal.RATE
+    assert await backend.usage(cap.key) == (Decimal(0), Decimal("1.0"))
+    assert await backend.usage(other.key) == (Decimal(0), Decimal("0.4"))
+    assert [o.applied for o in await backend.settle_many([("a", None, None)], NOW)] == [True]
+    assert await backend.admit_many([]) == []

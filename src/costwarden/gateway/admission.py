@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from costwarden.gateway.admission_batch import AdmissionBatcher
 from costwarden.gateway.routing import Router, Target
 from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
@@ -101,10 +102,12 @@ class Admitter:
         router: Router,
         leases: LeaseKeeper,
         settlements: SettlementBatcher,
+        batcher: AdmissionBatcher | None = None,
     ) -> None:
         self._engine = engine
         self._leases = leases
         self._settlements = settlements
+        self._admit = engine.admit if batcher is None else batcher.admit
         self._prices = prices
         self._tokens = tokens
         self._router = router
@@ -139,7 +142,7 @@ class Admitter:
 
         else:
             prompt = _size_bound(body, len(raw))
-        admission = await self._engine.admit(
+        admission = await self._admit(
             AdmissionRequest(
                 principal=record.principal,
                 tags=record.tags,

@@ -84,6 +84,7 @@ class ProxyPipeline:
             router=services.router,
             leases=services.leases,
             settlements=services.settlements,
+            batcher=services.admissions,
         )
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,6 +10,7 @@ import aiohttp
 
 from costwarden.config import Settings
 from costwarden.gateway.admission import LeaseKeeper
+from costwarden.gateway.admission_batch import AdmissionBatcher
 from costwarden.gateway.routing import Router
 from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.gateway.upstream import UpstreamCaller
@@ -39,9 +40,12 @@ class Services:
     runtime_budgets: RuntimeBudgets
     leases: LeaseKeeper
     settlements: SettlementBatcher
+    admissions: AdmissionBatcher | None  # group commit across the network (Redis) only
 
     async def close(self) -> None:
         await self.leases.stop()
+        if self.admissions is not None:
+            await self.admissions.flush()
         await self.settlements.flush()  # before the state backend closes below
         await self.runtime_budgets.stop()  # first: it reads the ledger store closed below
         await self.session.close()
@@ -110,6 +114,7 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     leases = LeaseKeeper(policy, settings.state.lease_seconds)
     leases.start()
     settlements = SettlementBatcher(policy)
+    admissions = AdmissionBatcher(policy) if settings.state.backend == "redis" else None
     return Services(
         settings,
         prices,
@@ -124,4 +129,5 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         runtime_budgets,
         leases,
         settlements,
+        admissions,
     )

@@ -226,6 +226,10 @@ class StateBackend(Protocol):
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
         """Check every part of ``plan``; all pass → reserve all and record the lease."""
 
+    async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
+        """``admit`` for each, in order, in one step (one round trip on Redis); each plan is
+        still all-or-nothing on its own."""
+
     async def reserve(
         self,
         scopes: tuple[ScopeKey, ...],

@@ -85,6 +85,9 @@ class MemoryStateBackend:
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
         return self._admit(plan)
 
+    async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
+        return [self._admit(plan) for plan in plans]
+
     async def reserve(
         self,
         scopes: tuple[ScopeKey, ...],

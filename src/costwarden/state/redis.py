@@ -57,6 +57,7 @@ class RedisStateBackend:
             )
 
         self._admit = load(redis_scripts.ADMIT)
+        self._admit_many = load(redis_scripts.ADMIT_MANY)
         self._settle = load(redis_scripts.SETTLE)
         self._settle_many = load(redis_scripts.SETTLE_MANY)
         self._release = load(redis_scripts.RELEASE)
@@ -78,6 +79,18 @@ class RedisStateBackend:
         body, keys = self._encode(plan)
         reply = await self._admit(keys=keys, args=[self._prefix, body])
         return self._decode_admission(cast(list[Any], reply))
+
+    async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
+        if not plans:
+            return []
+        bodies: list[bytes] = []
+        keys: dict[str, None] = {}  # every key once, in order (declared for Redis Cluster)
+        for plan in plans:
+            body, plan_keys = self._encode(plan)
+            bodies.append(body)
+            keys.update(dict.fromkeys(plan_keys))
+        replies = await self._admit_many(keys=list(keys), args=[self._prefix, *bodies])
+        return [self._decode_admission(cast(list[Any], r)) for r in cast(list[Any], replies)]
 
     async def reserve(
         self,

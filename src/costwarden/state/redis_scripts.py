@@ -103,12 +103,9 @@ local function vel_add(k, units, now)
 end
 """
 
-ADMIT = (
-    _COMMON
-    + _VELOCITY
-    + """
-local plan = cjson.decode(ARGV[2])
-local now = plan.now
+_ADMIT_ONE = """
+-- The plan being admitted (its JSON as sent, decoded) and its clock: set by the entry point.
+local raw, plan, now
 
 local function reply(t)
   local out = {t.ok or '0', t.refusal or '', t.key or '', t.retry or '', istr(t.spent or 0),
@@ -246,29 +243,62 @@ local function apply(planned, probe)
   end
   if probe == '1' then redis.call('HINCRBY', plan.vel.k, 'pi', 1) end
   local lk = P .. 'lease:' .. plan.lease
-  redis.call('HSET', lk, 'st', 'r', 'p', ARGV[2], 'pr', probe)
+  redis.call('HSET', lk, 'st', 'r', 'p', raw, 'pr', probe)
   redis.call('EXPIRE', lk, math.ceil(plan.exp - now) + RETENTION)
   redis.call('ZADD', LEASES, fstr(plan.exp), plan.lease)
   return states
 end
 
-sweep(now, %(sweep_batch)d)
-if plan.sess then
-  local refused = check_session(plan.sess)
+local function admit_one()
+  sweep(now, %(sweep_batch)d)
+  if plan.sess then
+    local refused = check_session(plan.sess)
+    if refused then return refused end
+  end
+  local tr, probe = '', '0'
+  if plan.vel then
+    local refused
+    refused, tr, probe = check_velocity(plan.vel)
+    if refused then return refused end
+  end
+  local planned, refused = check_rates()
   if refused then return refused end
-end
-local tr, probe = '', '0'
-if plan.vel then
-  local refused
-  refused, tr, probe = check_velocity(plan.vel)
+  refused = check_scopes()
   if refused then return refused end
+  local states = apply(planned, probe)
+  return reply({ok = '1', probe = probe, tr = tr, rates = states})
 end
-local planned, refused = check_rates()
-if refused then return refused end
-refused = check_scopes()
-if refused then return refused end
-local states = apply(planned, probe)
-return reply({ok = '1', probe = probe, tr = tr, rates = states})
+"""
+
+# ARGV: prefix, plan JSON. Reply: see the module docstring.
+ADMIT = (
+    _COMMON
+    + _VELOCITY
+    + _ADMIT_ONE
+    + """
+raw = ARGV[2]
+plan = cjson.decode(raw)
+now = plan.now
+return admit_one()
+"""
+)
+
+# ARGV: prefix, then one plan JSON per admission; KEYS: every key of every plan. Reply: one
+# admission reply per plan, in order, each plan admitted or refused on its own (the gateway
+# batches the admissions that arrive while a round trip is in flight).
+ADMIT_MANY = (
+    _COMMON
+    + _VELOCITY
+    + _ADMIT_ONE
+    + """
+local replies = {}
+for i = 2, #ARGV do
+  raw = ARGV[i]
+  plan = cjson.decode(raw)
+  now = plan.now
+  replies[#replies + 1] = admit_one()
+end
+return replies
 """
 )
 

@@ -1,0 +1,104 @@
+"""Group commit of admissions: requests arriving during a round trip share the next one."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from costwarden.errors import BudgetExceeded
+from costwarden.gateway.admission_batch import AdmissionBatcher
+from costwarden.policy.config import BudgetRule, PolicyConfig
+from costwarden.policy.engine import AdmissionRequest, PolicyEngine
+from costwarden.records import Principal, Tags
+from costwarden.state.memory import MemoryStateBackend
+
+ALICE = Principal(key_id="k-alice", user="alice", team="ml")
+
+
+def request(cost: str) -> AdmissionRequest:
+    return AdmissionRequest(
+        principal=ALICE,
+        tags=Tags(),
+        model="gpt-4o",
+        estimated_input_tokens=10,
+        max_output_tokens=10,
+        worst_case_cost=Decimal(cost),
+    )
+
+
+class RoundTrips(MemoryStateBackend):
+    """In-process counters behind a simulated network round trip per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def admit(self, plan):  # type: ignore[no-untyped-def]
+        self.batches.append(1)
+        await asyncio.sleep(0.01)
+        return await super().admit(plan)
+
+    async def admit_many(self, plans):  # type: ignore[no-untyped-def]
+        self.batches.append(len(plans))
+        await asyncio.sleep(0.01)
+        return await super().admit_many(plans)
+
+
+def engine_with(state: MemoryStateBackend, limit: str) -> PolicyEngine:
+    return PolicyEngine(PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal(limit)),)), state)
+
+
+async def test_admissions_arriving_during_a_round_trip_go_together() -> None:
+    state = RoundTrips()
+    batcher = AdmissionBatcher(engine_with(state, "1"))
+    first = asyncio.create_task(batcher.admit(request("0.30")))
+    await asyncio.sleep(0.001)  # the first call is in flight
+    rest = [asyncio.create_task(batcher.admit(request("0.30"))) for _ in range(3)]
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert state.batches == [1, 3]
+    assert [type(r).__name__ for r in results] == ["Admission"] * 3 + ["BudgetExceeded"]
+    assert isinstance(results[3], BudgetExceeded)  # in arrival order: the 4th did not fit
+
+
+async def test_a_cancelled_caller_gets_its_reservation_returned() -> None:
+    state = RoundTrips()
+    engine = engine_with(state, "1")
+    batcher = AdmissionBatcher(engine)
+    first = asyncio.create_task(batcher.admit(request("0.20")))
+    await asyncio.sleep(0.001)
+    waiting = asyncio.create_task(batcher.admit(request("0.40")))  # queued behind the first
+    await asyncio.sleep(0.001)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    admitted = await first
+    await batcher.flush()  # the queued one is still admitted, then released
+    assert state.batches == [1, 1]
+    key = admitted.budgets[0].counter.key
+    assert await state.usage(key) == (Decimal(0), Decimal("0.2"))  # the 0.40 was returned
+
+
+async def test_a_failing_backend_fails_the_whole_batch_and_recovers() -> None:
+    class Down(MemoryStateBackend):
+        down = True
+
+        async def admit(self, plan):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.01)
+            return await super().admit(plan)
+
+        async def admit_many(self, plans):  # type: ignore[no-untyped-def]
+            if self.down:
+                self.down = False
+                raise ConnectionError("redis is down")
+            return await super().admit_many(plans)
+
+    batcher = AdmissionBatcher(engine_with(Down(), "1"))
+    first = asyncio.create_task(batcher.admit(request("0.10")))
+    await asyncio.sleep(0.001)
+    queued = [asyncio.create_task(batcher.admit(request("0.10"))) for _ in range(2)]
+    results = await asyncio.gather(first, *queued, return_exceptions=True)
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["Admission", "ConnectionError", "ConnectionError"]
+    assert (await batcher.admit(request("0.10"))).reserved_usd == Decimal("0.10")
