@@ -9,8 +9,13 @@
 ``admit`` compiles the configuration into one ``AdmissionPlan`` (budgets, session spend, rate
 buckets, breakers) and hands it to the state backend, which checks and reserves all of it in
 one atomic step. The parts that depend only on the caller and model are compiled once and
-cached (``plans.PlanCache``). The engine itself holds no counters, so any number of replicas
-can share one backend.
+cached (``plans.PlanCache``, ``plans.SessionPartsCache``). The engine itself holds no counters,
+so any number of replicas can share one backend.
+
+A request may come with a cheap upper bound of its prompt and a ``refine`` callback for the
+exact count: the bound is tried first (tentatively), and only a budget or rate refusal of it
+costs the exact count and a second try. ``admit_many`` / ``settle_many`` do the same for many
+requests in one backend step (one round trip on Redis), for the gateway's batching.
 """
 
 from __future__ import annotations
