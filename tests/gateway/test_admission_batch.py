@@ -10,22 +10,9 @@ import pytest
 from costwarden.errors import BudgetExceeded
 from costwarden.gateway.admission_batch import AdmissionBatcher
 from costwarden.policy.config import BudgetRule, PolicyConfig
-from costwarden.policy.engine import AdmissionRequest, PolicyEngine
-from costwarden.records import Principal, Tags
+from costwarden.policy.engine import PolicyEngine
 from costwarden.state.memory import MemoryStateBackend
-
-ALICE = Principal(key_id="k-alice", user="alice", team="ml")
-
-
-def request(cost: str) -> AdmissionRequest:
-    return AdmissionRequest(
-        principal=ALICE,
-        tags=Tags(),
-        model="gpt-4o",
-        estimated_input_tokens=10,
-        max_output_tokens=10,
-        worst_case_cost=Decimal(cost),
-    )
+from tests.support.admissions import admission_request
 
 
 class RoundTrips(MemoryStateBackend):
@@ -53,9 +40,9 @@ def engine_with(state: MemoryStateBackend, limit: str) -> PolicyEngine:
 async def test_admissions_arriving_during_a_round_trip_go_together() -> None:
     state = RoundTrips()
     batcher = AdmissionBatcher(engine_with(state, "1"))
-    first = asyncio.create_task(batcher.admit(request("0.30")))
+    first = asyncio.create_task(batcher.admit(admission_request("0.30")))
     await asyncio.sleep(0.001)  # the first call is in flight
-    rest = [asyncio.create_task(batcher.admit(request("0.30"))) for _ in range(3)]
+    rest = [asyncio.create_task(batcher.admit(admission_request("0.30"))) for _ in range(3)]
     results = await asyncio.gather(first, *rest, return_exceptions=True)
     assert state.batches == [1, 3]
     assert [type(r).__name__ for r in results] == ["Admission"] * 3 + ["BudgetExceeded"]
@@ -66,9 +53,10 @@ async def test_a_cancelled_caller_gets_its_reservation_returned() -> None:
     state = RoundTrips()
     engine = engine_with(state, "1")
     batcher = AdmissionBatcher(engine)
-    first = asyncio.create_task(batcher.admit(request("0.20")))
+    first = asyncio.create_task(batcher.admit(admission_request("0.20")))
     await asyncio.sleep(0.001)
-    waiting = asyncio.create_task(batcher.admit(request("0.40")))  # queued behind the first
+    # Queued behind the first:
+    waiting = asyncio.create_task(batcher.admit(admission_request("0.40")))
     await asyncio.sleep(0.001)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -95,10 +83,10 @@ async def test_a_failing_backend_fails_the_whole_batch_and_recovers() -> None:
             return await super().admit_many(plans)
 
     batcher = AdmissionBatcher(engine_with(Down(), "1"))
-    first = asyncio.create_task(batcher.admit(request("0.10")))
+    first = asyncio.create_task(batcher.admit(admission_request("0.10")))
     await asyncio.sleep(0.001)
-    queued = [asyncio.create_task(batcher.admit(request("0.10"))) for _ in range(2)]
+    queued = [asyncio.create_task(batcher.admit(admission_request("0.10"))) for _ in range(2)]
     results = await asyncio.gather(first, *queued, return_exceptions=True)
     kinds = [type(r).__name__ for r in results]
     assert kinds == ["Admission", "ConnectionError", "ConnectionError"]
-    assert (await batcher.admit(request("0.10"))).reserved_usd == Decimal("0.10")
+    assert (await batcher.admit(admission_request("0.10"))).reserved_usd == Decimal("0.10")

@@ -10,23 +10,10 @@ import pytest
 
 from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.config import BudgetRule, PolicyConfig
-from costwarden.policy.engine import AdmissionRequest, PolicyEngine
+from costwarden.policy.engine import PolicyEngine
 from costwarden.policy.events import BudgetEvent, MemoryEventSink
-from costwarden.records import Principal, Tags
 from costwarden.state.memory import MemoryStateBackend
-
-ALICE = Principal(key_id="k-alice", user="alice", team="ml")
-
-
-def request(cost: str) -> AdmissionRequest:
-    return AdmissionRequest(
-        principal=ALICE,
-        tags=Tags(),
-        model="gpt-4o",
-        estimated_input_tokens=10,
-        max_output_tokens=10,
-        worst_case_cost=Decimal(cost),
-    )
+from tests.support.admissions import admission_request
 
 
 class CountingState(MemoryStateBackend):
@@ -45,7 +32,7 @@ async def test_requests_finishing_together_settle_in_one_batch() -> None:
         PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal("1")),)), state, events=sink
     )
     batcher = SettlementBatcher(engine)
-    admissions = [await engine.admit(request("0.20")) for _ in range(4)]
+    admissions = [await engine.admit(admission_request("0.20")) for _ in range(4)]
     for admission in admissions:
         batcher.settle(admission, Decimal("0.15"), 20)
     key = admissions[0].budgets[0].counter.key
@@ -61,7 +48,7 @@ async def test_settlements_queued_while_a_batch_runs_form_the_next_one() -> None
     state = CountingState()
     engine = PolicyEngine(PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal("9")),)), state)
     batcher = SettlementBatcher(engine)
-    first, second, third = [await engine.admit(request("0.10")) for _ in range(3)]
+    first, second, third = [await engine.admit(admission_request("0.10")) for _ in range(3)]
     batcher.settle(first, Decimal("0.05"), 5)
     await asyncio.sleep(0)  # the batch of one starts
     batcher.settle(second, Decimal("0.05"), 5)
@@ -86,7 +73,7 @@ async def test_a_failing_batch_is_logged_and_the_next_one_still_runs(
     state = Failing()
     engine = PolicyEngine(PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal("9")),)), state)
     batcher = SettlementBatcher(engine)
-    lost, kept = [await engine.admit(request("0.10")) for _ in range(2)]
+    lost, kept = [await engine.admit(admission_request("0.10")) for _ in range(2)]
     with caplog.at_level(logging.ERROR, logger="costwarden.gateway"):
         batcher.settle(lost, Decimal("0.05"), 5)
         await batcher.flush()

@@ -11,24 +11,17 @@ from costwarden.errors import BudgetExceeded
 from costwarden.policy.config import BudgetRule, PolicyConfig
 from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import MemoryEventSink
-from costwarden.records import Principal, Tags
+from costwarden.records import Principal
 from costwarden.state.base import StateBackend
 from tests.policy.conftest import FakeClock
+from tests.support.admissions import ALICE, admission_request
 
-ALICE = Principal(key_id="k-alice", user="alice", team="ml")
 BOB = Principal(key_id="k-bob", user="bob", team="web")
 ORG = BudgetRule(name="org", limit_usd=Decimal(100))
 
 
 def request(principal: Principal = ALICE, cost: str = "0.10") -> AdmissionRequest:
-    return AdmissionRequest(
-        principal=principal,
-        tags=Tags(),
-        model="gpt-4o",
-        estimated_input_tokens=100,
-        max_output_tokens=100,
-        worst_case_cost=Decimal(cost),
-    )
+    return admission_request(cost, principal)
 
 
 def make(backend: StateBackend, clock: FakeClock, *config_rules: BudgetRule) -> PolicyEngine:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 
 from costwarden.errors import PolicyRejection
+from costwarden.gateway.batching import BatchQueue
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 
 log = logging.getLogger("costwarden.gateway")
@@ -26,12 +27,11 @@ log = logging.getLogger("costwarden.gateway")
 _Queued = tuple[AdmissionRequest, "asyncio.Future[Admission]"]
 
 
-class AdmissionBatcher:
+class AdmissionBatcher(BatchQueue[_Queued]):
     def __init__(self, engine: PolicyEngine) -> None:
+        super().__init__("admissions")
         self._engine = engine
-        self._pending: list[_Queued] = []
         self._busy = False  # a call to the backend is in flight: newcomers queue
-        self._task: asyncio.Task[None] | None = None
 
     async def admit(self, request: AdmissionRequest) -> Admission:
         """``PolicyEngine.admit``, batched with whatever else is waiting."""
@@ -44,31 +44,23 @@ class AdmissionBatcher:
             return await self._engine.admit(request)
         finally:
             if self._pending:  # those that queued meanwhile go next, together
-                self._task = asyncio.create_task(self._drain(), name="admissions")
+                self._start()
             else:
                 self._busy = False
 
-    async def flush(self) -> None:
-        """Wait until every queued admission has been answered (tests, shutdown)."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
-
-    async def _drain(self) -> None:
+    async def _run(self, batch: list[_Queued]) -> None:
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    results = await self._engine.admit_many([request for request, _ in batch])
-                except Exception as exc:  # the backend failed: every request in it fails
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    await self._answer(future, result)
-        finally:
-            self._busy = False
-            self._task = None
+            results = await self._engine.admit_many([request for request, _ in batch])
+        except Exception as exc:  # the backend failed: every request in it fails
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            await self._answer(future, result)
+
+    def _drained(self) -> None:
+        self._busy = False
 
     async def _answer(
         self, future: asyncio.Future[Admission], result: Admission | PolicyRejection

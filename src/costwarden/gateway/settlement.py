@@ -17,10 +17,10 @@ returns the reservations: the spend is then not counted, as with any lost settle
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from decimal import Decimal
 
+from costwarden.gateway.batching import BatchQueue
 from costwarden.policy.engine import Admission, PolicyEngine
 
 log = logging.getLogger("costwarden.gateway")
@@ -28,30 +28,18 @@ log = logging.getLogger("costwarden.gateway")
 _Pending = tuple[Admission, Decimal | None, int | None]
 
 
-class SettlementBatcher:
+class SettlementBatcher(BatchQueue[_Pending]):
     def __init__(self, engine: PolicyEngine) -> None:
+        super().__init__("settlements")
         self._engine = engine
-        self._pending: list[_Pending] = []
-        self._task: asyncio.Task[None] | None = None
 
     def settle(self, admission: Admission, cost: Decimal | None, tokens: int | None) -> None:
         """Queue one settlement; it runs in the next loop iteration at the latest."""
         self._pending.append((admission, cost, tokens))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="settlements")
+        self._start()
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is settled (shutdown, tests)."""
-        while self._task is not None:
-            await asyncio.shield(self._task)
-
-    async def _drain(self) -> None:
+    async def _run(self, batch: list[_Pending]) -> None:
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await self._engine.settle_many(batch)
-                except Exception:
-                    log.exception("settling %d reservations failed", len(batch))
-        finally:
-            self._task = None
+            await self._engine.settle_many(batch)
+        except Exception:
+            log.exception("settling %d reservations failed", len(batch))

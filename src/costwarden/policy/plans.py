@@ -38,13 +38,17 @@ DimensionValues = tuple[str, str | None, str | None, str | None, str | None, str
 class CompiledRequest:
     budgets: tuple[BudgetScope, ...]
     counters: tuple[ScopeKey, ...]  # each budget's counter, in the same order
-    thresholds: bool  # any budget has soft thresholds (settlement must look for crossings)
     watched: Mapping[str, BudgetScope]  # counter key -> its budget, those with thresholds
     rates: tuple[RateBucket, ...]  # token buckets with cost 0, see ratelimit.charge_tokens
     charges_tokens: bool  # some bucket counts tokens: each request charges its own estimate
     velocity: VelocityCheck | None
     valid_from: float
     valid_until: float
+
+    @property
+    def thresholds(self) -> bool:
+        """Any budget has soft thresholds (settlement must look for crossings)."""
+        return bool(self.watched)
 
 
 def dimension_values(principal: Principal, tags: Tags, model: str) -> DimensionValues:
@@ -98,7 +102,6 @@ class PlanCache:
         return CompiledRequest(
             budgets=budgets.scopes,
             counters=tuple(b.counter for b in budgets.scopes),
-            thresholds=any(b.thresholds for b in budgets.scopes),
             watched={b.counter.key: b for b in budgets.scopes if b.thresholds},
             rates=rates,
             charges_tokens=any(b.kind == "tokens" for b in rates),

@@ -160,6 +160,9 @@ class TokenCounter:
         # Model name -> its encoding: tiktoken's own lookup (prefix table) costs ~5 µs a call.
         self._by_model: dict[str, tiktoken.Encoding] = {}
         self._counts = _CountCache(cache_entries)
+        # Counters hold no per-request state: one per encoding, and one for the byte bound.
+        self._counters: dict[str, _Counter] = {}
+        self._bound = _Counter(_utf8_length, None)
 
     def encoding(self, name: str) -> tiktoken.Encoding:
         loaded = self._encodings.get(name)
@@ -181,6 +184,13 @@ class TokenCounter:
                 self._by_model[model] = known
         return known
 
+    def _counter(self, encoding: tiktoken.Encoding) -> _Counter:
+        counter = self._counters.get(encoding.name)
+        if counter is None:
+            count = functools.partial(self._counts.count, encoding)
+            counter = self._counters[encoding.name] = _Counter(count, encoding)
+        return counter
+
     def count(self, model: str, text: str) -> int:
         # encode_ordinary: special-token text in user input is plain text, never an error.
         return len(self.encoding_for(model).encode_ordinary(text))
@@ -188,13 +198,13 @@ class TokenCounter:
     def estimate_chat(self, model: str, messages: Any) -> int:
         """Prompt tokens of an OpenAI chat ``messages`` list (cookbook formula)."""
         encoding = self.encoding_for(model)
-        counter = _Counter(self._counts.counter(encoding), encoding)
+        counter = self._counter(encoding)
         return counter.chat_messages(messages, counter.openai_part) + REPLY_PRIMING_TOKENS
 
     def estimate_request(self, api: str, model: str, body: Mapping[str, Any]) -> int:
         """Estimated prompt tokens of a client request body for ``api``; never raises."""
         encoding = self.encoding_for(model)
-        return _count_request(api, body, _Counter(self._counts.counter(encoding), encoding))
+        return _count_request(api, body, self._counter(encoding))
 
     def bound_request(self, api: str, body: Mapping[str, Any]) -> int:
         """An upper bound of ``estimate_request`` for any model, without tokenising: every
@@ -204,7 +214,7 @@ class TokenCounter:
         About 4× the estimate for English text, and a fraction of its cost: no tokenizer
         call, which also means no GIL hand-off to the ledger's thread. Admission reserves
         this bound first and counts exactly only when a limit refuses it."""
-        return _count_request(api, body, _Counter(_utf8_length, None))
+        return _count_request(api, body, self._bound)
 
 
 def _utf8_length(text: str) -> int:
@@ -240,10 +250,6 @@ class _CountCache:
     def __init__(self, max_entries: int) -> None:
         self._max = max_entries
         self._counts: OrderedDict[tuple[str, int, int], int] = OrderedDict()
-
-    def counter(self, encoding: tiktoken.Encoding) -> Callable[[str], int]:
-        """``count`` bound to one encoding."""
-        return functools.partial(self.count, encoding)
 
     def count(self, encoding: tiktoken.Encoding, text: str) -> int:
         key = (encoding.name, len(text), hash(text))
