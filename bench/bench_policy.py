@@ -34,7 +34,7 @@ from costwarden.policy.config import (
 from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import MemoryEventSink
 from costwarden.records import Principal, Tags
-from costwarden.state.base import StateBackend
+from costwarden.state.base import StateBackend, usd_to_units_up
 from costwarden.state.memory import MemoryStateBackend
 from costwarden.state.redis import RedisStateBackend
 
@@ -67,7 +67,7 @@ def _request(i: int) -> AdmissionRequest:
         model="gpt-4o",
         estimated_input_tokens=800,
         max_output_tokens=400,
-        worst_case_cost=Decimal("0.0060"),
+        worst_case_units=usd_to_units_up(Decimal("0.0060")),
         fingerprint=f"fp-{i}",
     )
 

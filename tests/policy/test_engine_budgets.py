@@ -16,6 +16,7 @@ from costwarden.policy.config import BudgetRule, EnvRule, PolicyConfig
 from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import BudgetEvent, MemoryEventSink
 from costwarden.records import Principal, Tags
+from costwarden.state.base import usd_to_units_up
 
 ALICE = Principal(key_id="k-alice", user="alice", team="ml")
 BOB = Principal(key_id="k-bob", user="bob", team="ml")
@@ -29,7 +30,7 @@ def request(principal=ALICE, cost="0.10", model="gpt-4o", env=None) -> Admission
         model=model,
         estimated_input_tokens=100,
         max_output_tokens=None,
-        worst_case_cost=Decimal(cost),
+        worst_case_units=usd_to_units_up(Decimal(cost)),
     )
 
 

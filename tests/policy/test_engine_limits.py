@@ -18,6 +18,7 @@ from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import BreakerEvent, MemoryEventSink
 from costwarden.policy.ratelimit import go_duration
 from costwarden.records import Principal, Tags
+from costwarden.state.base import usd_to_units_up
 from costwarden.state.memory import MemoryStateBackend
 
 KEY = Principal(key_id="k-1", user="u", team="t")
@@ -32,7 +33,7 @@ def request(
         model="gpt-4o",
         estimated_input_tokens=tokens,
         max_output_tokens=max_out,
-        worst_case_cost=Decimal(cost),
+        worst_case_units=usd_to_units_up(Decimal(cost)),
         fingerprint=fingerprint,
     )
 

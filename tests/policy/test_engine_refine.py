@@ -11,6 +11,7 @@ from costwarden.policy.config import BudgetRule, PolicyConfig, RateLimitRule
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.policy.events import BudgetEvent, MemoryEventSink
 from costwarden.records import Principal, Tags
+from costwarden.state.base import usd_to_units_up
 
 ALICE = Principal(key_id="k-alice", user="alice", team="ml")
 
@@ -19,10 +20,10 @@ class Exact:
     """The exact (tokens, worst case) of a request, counting how often it was asked for."""
 
     def __init__(self, tokens: int, cost: str) -> None:
-        self.answer = (tokens, Decimal(cost))
+        self.answer = (tokens, usd_to_units_up(Decimal(cost)))
         self.calls = 0
 
-    def __call__(self) -> tuple[int, Decimal]:
+    def __call__(self) -> tuple[int, int]:
         self.calls += 1
         return self.answer
 
@@ -34,7 +35,7 @@ def bounded(bound_cost: str, exact: Exact, bound_tokens: int = 400) -> Admission
         model="gpt-4o",
         estimated_input_tokens=bound_tokens,
         max_output_tokens=100,
-        worst_case_cost=Decimal(bound_cost),
+        worst_case_units=usd_to_units_up(Decimal(bound_cost)),
         refine=exact,
     )
 

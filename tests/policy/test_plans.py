@@ -16,7 +16,7 @@ from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import MemoryEventSink
 from costwarden.policy.plans import PlanCache
 from costwarden.records import Principal, Tags
-from costwarden.state.base import StateBackend
+from costwarden.state.base import StateBackend, usd_to_units_up
 from tests.policy.conftest import FakeClock
 
 ALICE = Principal(key_id="k-alice", user="alice", team="ml")
@@ -33,7 +33,7 @@ def request(principal: Principal = ALICE, cost: str = "0.10") -> AdmissionReques
         model="gpt-4o",
         estimated_input_tokens=100,
         max_output_tokens=100,
-        worst_case_cost=Decimal(cost),
+        worst_case_units=usd_to_units_up(Decimal(cost)),
     )
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from costwarden.state.base import AdmissionPlan, RateBucket, ScopeKey, SessionCheck
+from costwarden.state.base import (
+    AdmissionPlan,
+    RateBucket,
+    ScopeKey,
+    SessionCheck,
+    usd_to_units_up,
+)
 from costwarden.state.memory import MemoryStateBackend
 
 NOW = 1_795_000_000.0
@@ -16,7 +22,7 @@ def step(i: int, now: float, fingerprint: str) -> AdmissionPlan:
         lease_id=f"l{i}",
         now=now,
         expires_at=now + LEASE,
-        amount=Decimal("0.001"),
+        amount_units=usd_to_units_up(Decimal("0.001")),
         scopes=(ScopeKey("budget:global:day:x", Decimal(1000), now + 86_400),),
         rates=(RateBucket("rate:key=k:rpm", "requests", 1_000_000, 1),),
         session=SessionCheck("session:k:s", None, fingerprint, 3, 60.0, 30.0, 3600.0),

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from costwarden.state.base import AdmissionPlan, RateBucket, ScopeKey
+from costwarden.state.base import AdmissionPlan, RateBucket, ScopeKey, usd_to_units_up
 from costwarden.state.redis import RedisStateBackend
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ async def _replica(
         lease = f"r{replica}-{i}"
         scopes, rates = ((cap,), ()) if settle_as is not None else ((), (rpm,))
         outcome = await backend.admit(
-            AdmissionPlan(lease, NOW, NOW + 120, Decimal(amount), scopes, rates)
+            AdmissionPlan(lease, NOW, NOW + 120, usd_to_units_up(Decimal(amount)), scopes, rates)
         )
         if outcome.admitted and settle_as is not None:
             await backend.settle(lease, Decimal(settle_as), None, NOW)

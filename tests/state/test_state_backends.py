@@ -20,7 +20,8 @@ LEASE = 120.0
 
 
 def plan(lease: str, amount: str, *scopes: ScopeKey, now: float = NOW, rates=()) -> AdmissionPlan:
-    return AdmissionPlan(lease, now, now + LEASE, Decimal(amount), scopes, tuple(rates))
+    units = usd_to_units_up(Decimal(amount))
+    return AdmissionPlan(lease, now, now + LEASE, units, scopes, tuple(rates))
 
 
 async def test_thousand_concurrent_reservations_never_exceed_the_cap(backend: StateBackend):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from costwarden.policy.engine import AdmissionRequest
 from costwarden.records import Principal, Tags
+from costwarden.state.base import usd_to_units_up
 
 ALICE = Principal(key_id="k-alice", user="alice", team="ml")
 
@@ -18,5 +19,5 @@ def admission_request(cost: str = "0.10", principal: Principal = ALICE) -> Admis
         model="gpt-4o",
         estimated_input_tokens=100,
         max_output_tokens=100,
-        worst_case_cost=Decimal(cost),
+        worst_case_units=usd_to_units_up(Decimal(cost)),
     )

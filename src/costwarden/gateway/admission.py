@@ -15,7 +15,6 @@ import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -25,8 +24,10 @@ from costwarden.gateway.routing import Router, Target
 from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.pricing.resolved import WORST_CASE_SCALE
 from costwarden.providers.base import CHAT, EMBEDDINGS
 from costwarden.records import UsageRecord
+from costwarden.state.base import UNITS_PER_USD
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -39,6 +40,7 @@ log = logging.getLogger("costwarden.gateway")
 # ~100 ms of CPU), and the body size bounds it; settlement corrects every reservation.
 _TOKENISE_BELOW_BYTES = 32 * 1024
 _MESSAGE_OVERHEAD = 4  # tokens per message a chat format adds beyond the text itself
+_SCALE_PER_UNIT = WORST_CASE_SCALE // UNITS_PER_USD
 
 # Reasoning families refuse ``max_tokens`` on chat and need ``max_completion_tokens``.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -132,11 +134,11 @@ class Admitter:
         model = record.resolved_model
         bound = 1 if api == EMBEDDINGS else max_output
         at = record.created_at
-        refine: Callable[[], tuple[int, Decimal]] | None = None
+        refine: Callable[[], tuple[int, int]] | None = None
         if len(raw) < _TOKENISE_BELOW_BYTES:
             prompt = self._tokens.bound_request(api, body)
 
-            def refine() -> tuple[int, Decimal]:
+            def refine() -> tuple[int, int]:
                 exact = self._tokens.estimate_request(api, model, body)
                 return exact, self._worst_case(model, exact, bound, at)
 
@@ -149,7 +151,7 @@ class Admitter:
                 model=model,
                 estimated_input_tokens=prompt,
                 max_output_tokens=bound,
-                worst_case_cost=self._worst_case(model, prompt, bound, at),
+                worst_case_units=self._worst_case(model, prompt, bound, at),
                 fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
                 refine=refine,
             )
@@ -176,18 +178,16 @@ class Admitter:
         except Exception:
             log.exception("releasing reservation %s failed", admission.lease_id)
 
-    def _worst_case(
-        self, model: str, prompt: int, max_output: int | None, now: datetime
-    ) -> Decimal:
+    def _worst_case(self, model: str, prompt: int, max_output: int | None, now: datetime) -> int:
         """The dearest price among the targets this request may reach, at the prices in force
-        when it arrived (those it is billed at)."""
+        when it arrived (those it is billed at), in counter units rounded up."""
         output = max_output or self._engine.config.default_max_output_tokens
-        worst = Decimal(0)
+        worst = 0
         for target in self._reachable(model):
             price = self._prices.price_for(target.model, target.endpoint, now)
             if price is not None:  # unpriced targets are rejected before this by default
-                worst = max(worst, price.worst_case(prompt, output))
-        return worst
+                worst = max(worst, price.worst_case_scaled(prompt, output))
+        return -(-worst // _SCALE_PER_UNIT)
 
     def _reachable(self, model: str) -> list[Target]:
         """Every (model, endpoint) a request for ``model`` may go to, fallbacks included,

@@ -56,6 +56,7 @@ from costwarden.policy.plans import (
 from costwarden.policy.ratelimit import charge_tokens, rate_limit_header_pairs, rate_limited
 from costwarden.records import Principal, Tags
 from costwarden.state.base import (
+    MAX_UNITS,
     AdmissionOutcome,
     AdmissionPlan,
     Refusal,
@@ -63,6 +64,7 @@ from costwarden.state.base import (
     SessionCheck,
     SettleOutcome,
     StateBackend,
+    units_to_usd,
 )
 
 Clock = Callable[[], float]  # epoch seconds; time.time in production, injected in tests
@@ -78,13 +80,15 @@ class AdmissionRequest:
     model: str  # the resolved model (ModelResolution.model)
     estimated_input_tokens: int
     max_output_tokens: int | None  # None: the policy's default bound is reserved and must be set
-    worst_case_cost: Decimal  # price of input + bounded output; reserved on every budget
+    # Price of input + bounded output in counter units (1e-8 USD, ``state.base.usd_to_units_up``
+    # of the USD amount), reserved on every budget: integers on the hot path, as in the counters.
+    worst_case_units: int
     fingerprint: str | None = None  # normalised request hash, for loop detection
     now: float | None = None  # epoch seconds; default: the engine's clock
-    # When set, ``estimated_input_tokens`` / ``worst_case_cost`` are a cheap upper bound, and
-    # this gives the exact (input tokens, worst-case cost): asked only if a limit refuses the
+    # When set, ``estimated_input_tokens`` / ``worst_case_units`` are a cheap upper bound, and
+    # this gives the exact (input tokens, worst-case units): asked only if a limit refuses the
     # bound, so that near a limit the reservation is as tight as an exact count makes it.
-    refine: Callable[[], tuple[int, Decimal]] | None = None
+    refine: Callable[[], tuple[int, int]] | None = None
 
 
 @dataclass(slots=True)  # not frozen: built per request (see state.base)
@@ -92,7 +96,7 @@ class Admission:
     lease_id: str
     model: str
     key_id: str
-    reserved_usd: Decimal
+    reserved_units: int  # counter units (1e-8 USD)
     reserved_tokens: int
     max_output_tokens: int  # the bound the upstream call must carry
     expires_at: float
@@ -102,6 +106,10 @@ class Admission:
     # Counter key -> budget, for the budgets with soft thresholds (settlement reports
     # crossings); shared with the compiled plan, never modified.
     watched: Mapping[str, BudgetScope] = field(default_factory=dict)
+
+    @property
+    def reserved_usd(self) -> Decimal:
+        return units_to_usd(self.reserved_units)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -123,7 +131,7 @@ class _Pending:
     plan: AdmissionPlan = field(init=False)
 
     def plan_for(
-        self, lease_id: str, expires_at: float, tokens: int, amount: Decimal, *, tentative: bool
+        self, lease_id: str, expires_at: float, tokens: int, units: int, *, tentative: bool
     ) -> None:
         compiled = self.compiled
         rates = compiled.rates
@@ -132,7 +140,7 @@ class _Pending:
             lease_id,
             self.now,
             expires_at,
-            amount,
+            units,
             self.scopes,
             charge_tokens(rates, tokens) if compiled.charges_tokens else rates,
             self.check,
@@ -267,8 +275,8 @@ class PolicyEngine:
         return results
 
     def _prepare(self, ctx: AdmissionRequest) -> _Pending:
-        if ctx.worst_case_cost < 0:
-            raise ValueError("worst_case_cost must not be negative")
+        if not 0 <= ctx.worst_case_units < MAX_UNITS:
+            raise ValueError(f"worst_case_units out of range: {ctx.worst_case_units}")
         now = ctx.now if ctx.now is not None else self._clock()
         compiled = self._plans.compiled(ctx.principal, ctx.tags, ctx.model, now)
         scopes = compiled.counters
@@ -284,7 +292,7 @@ class PolicyEngine:
             f"{self._lease_prefix}{next(self._lease_numbers):x}",
             now + self._lease_seconds,
             ctx.estimated_input_tokens + max_output,
-            ctx.worst_case_cost,
+            ctx.worst_case_units,
             tentative=ctx.refine is not None,
         )
         return pending
@@ -295,10 +303,10 @@ class PolicyEngine:
         refine = pending.ctx.refine
         if refine is None or outcome.refusal not in _TOKEN_BOUND_REFUSALS:
             return False
-        input_tokens, amount = refine()  # the bound was refused: try the exact count
+        input_tokens, units = refine()  # the bound was refused: try the exact count
         plan = pending.plan
         pending.plan_for(
-            plan.lease_id, plan.expires_at, input_tokens + pending.max_output, amount,
+            plan.lease_id, plan.expires_at, input_tokens + pending.max_output, units,
             tentative=False,
         )
         return True
@@ -314,7 +322,7 @@ class PolicyEngine:
             plan.lease_id,
             ctx.model,
             ctx.principal.key_id,
-            plan.amount,
+            plan.amount_units,
             pending.tokens,
             pending.max_output,
             plan.expires_at,

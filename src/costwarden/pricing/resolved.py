@@ -13,8 +13,8 @@ genai-prices' unit decomposition does; when it has none they are billed as plain
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 
 from genai_prices import Usage
 from genai_prices.types import ModelPrice
@@ -24,6 +24,10 @@ from costwarden.records import Cost, TokenUsage
 _ZERO = Decimal(0)
 _PER_MILLION = Decimal(1_000_000)
 _DISPLAY_QUANTUM = Decimal("1e-8")
+# Worst-case rates are also kept as integers of this many parts of a USD, rounded up: exact for
+# any rate with up to five decimals per million tokens (every catalog price), so the
+# admission hot path prices a worst case with three integer products instead of Decimals.
+WORST_CASE_SCALE = 10**11
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,13 @@ class ResolvedPrice:
     rates: TokenRates
     tiered: ModelPrice | None = None
     factor: Decimal = Decimal(1)
+    # (dearest input rate, output rate, per request) in 1 / WORST_CASE_SCALE USD, rounded up
+    _worst_rates: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rates = self.rates
+        scaled = (rates.highest_input(), rates.output, rates.per_request)
+        object.__setattr__(self, "_worst_rates", tuple(map(_scaled_up, scaled)))
 
     def cost(self, usage: TokenUsage) -> Cost:
         """Exact cost of ``usage``. Never raises: a request must be recorded whatever came back.
@@ -108,6 +119,11 @@ class ResolvedPrice:
             + rates.output * max_output_tokens
             + rates.per_request
         )
+
+    def worst_case_scaled(self, input_tokens: int, max_output_tokens: int) -> int:
+        """``worst_case`` in 1 / ``WORST_CASE_SCALE`` USD, rounded up: never below it."""
+        per_input, per_output, per_request = self._worst_rates
+        return per_input * input_tokens + per_output * max_output_tokens + per_request
 
     def discounted(self, discount_pct: Decimal) -> ResolvedPrice:
         """The same price with a negotiated percentage off every component."""
@@ -170,3 +186,7 @@ def _describe_rates(rates: TokenRates) -> str:
 def _per_mtok(rate: Decimal) -> str:
     # Display only: self-hosted rates are repeating decimals; eight places is plenty to read.
     return f"{(rate * _PER_MILLION).quantize(_DISPLAY_QUANTUM).normalize():f}"
+
+
+def _scaled_up(rate: Decimal) -> int:
+    return int((rate * WORST_CASE_SCALE).to_integral_value(rounding=ROUND_CEILING))

@@ -121,7 +121,7 @@ class AdmissionPlan:
     lease_id: str
     now: float  # epoch seconds, from the engine's clock (injected in tests)
     expires_at: float  # lease expiry
-    amount: Decimal  # worst-case cost reserved on every scope
+    amount_units: int  # worst-case cost reserved on every scope (``usd_to_units_up``)
     scopes: tuple[ScopeKey, ...] = ()
     rates: tuple[RateBucket, ...] = ()
     session: SessionCheck | None = None
@@ -129,10 +129,10 @@ class AdmissionPlan:
     # A first try with a bounded (over-)estimate that the engine retries with an exact one
     # if a limit refuses it: its budget refusal is not remembered as reported.
     tentative: bool = False
-    amount_units: int = field(init=False, repr=False, compare=False)  # ``amount``, rounded up
 
-    def __post_init__(self) -> None:
-        self.amount_units = usd_to_units_up(self.amount)
+    @property
+    def amount(self) -> Decimal:
+        return units_to_usd(self.amount_units)
 
 
 class Refusal(enum.StrEnum):

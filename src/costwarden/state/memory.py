@@ -96,7 +96,8 @@ class MemoryStateBackend:
         expires_at: float,
         now: float,
     ) -> AdmissionOutcome:
-        return self._admit(AdmissionPlan(lease_id, now, expires_at, amount, scopes))
+        plan = AdmissionPlan(lease_id, now, expires_at, usd_to_units_up(amount), scopes)
+        return self._admit(plan)
 
     async def settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float

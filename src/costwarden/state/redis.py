@@ -100,7 +100,8 @@ class RedisStateBackend:
         expires_at: float,
         now: float,
     ) -> AdmissionOutcome:
-        return await self.admit(AdmissionPlan(lease_id, now, expires_at, amount, scopes))
+        plan = AdmissionPlan(lease_id, now, expires_at, usd_to_units_up(amount), scopes)
+        return await self.admit(plan)
 
     async def settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
