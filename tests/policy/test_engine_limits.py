@@ -16,9 +16,9 @@ from costwarden.policy.config import (
 )
 from costwarden.policy.engine import AdmissionRequest, PolicyEngine
 from costwarden.policy.events import BreakerEvent, MemoryEventSink
-from costwarden.policy.ratelimit import go_duration
+from costwarden.policy.ratelimit import go_duration, rate_limit_header_pairs
 from costwarden.records import Principal, Tags
-from costwarden.state.base import usd_to_units_up
+from costwarden.state.base import RateState, usd_to_units_up
 from costwarden.state.memory import MemoryStateBackend
 
 KEY = Principal(key_id="k-1", user="u", team="t")
@@ -87,6 +87,15 @@ async def test_a_request_over_the_whole_tpm_says_so(backend, clock, sink):
 
 def test_reset_durations_use_the_openai_format():
     assert [go_duration(s) for s in (0.02, 1.5, 20, 360)] == ["20ms", "1.5s", "20s", "6m0s"]
+
+
+def test_reset_headers_match_go_duration_around_the_precomputed_range():
+    # Sub-second resets come from a precomputed table; they must read as go_duration would.
+    resets = [i / 10_000 for i in range(0, 12_000, 7)] + [0.9994999, 0.9995, 0.99951, -0.5, 61.2]
+    for reset in resets:
+        states = (RateState("rate:key=k:rpm", "requests", 10, 3, reset),)
+        pairs = dict(rate_limit_header_pairs(states))
+        assert pairs[b"x-ratelimit-reset-requests"] == go_duration(reset).encode(), reset
 
 
 async def test_runaway_agent_loop_trips_on_the_kth_identical_request(backend, clock, sink):

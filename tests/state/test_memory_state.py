@@ -25,7 +25,8 @@ def step(i: int, now: float, fingerprint: str) -> AdmissionPlan:
         amount_units=usd_to_units_up(Decimal("0.001")),
         scopes=(ScopeKey("budget:global:day:x", Decimal(1000), now + 86_400),),
         rates=(RateBucket("rate:key=k:rpm", "requests", 1_000_000, 1),),
-        session=SessionCheck("session:k:s", None, fingerprint, 3, 60.0, 30.0, 3600.0),
+        session=SessionCheck("session:k:s", None, 3, 60.0, 30.0, 3600.0),
+        fingerprint=fingerprint,
     )
 
 
@@ -55,3 +56,20 @@ async def test_a_single_sighting_outside_the_loop_window_does_not_count() -> Non
     assert (await state.admit(step(2, NOW + 62, "same"))).admitted
     refused = await state.admit(step(3, NOW + 63, "same"))
     assert not refused.admitted and refused.trip_reason == "loop"
+
+
+async def test_settlement_leaves_out_counters_below_their_report_mark() -> None:
+    state = MemoryStateBackend()
+    watched = ScopeKey("budget:team=ml:day:x", Decimal(1), report_pct=50)
+    quiet = ScopeKey("session:k:s:spend", Decimal(1), report_pct=None)
+    always = ScopeKey("budget:global:day:x", Decimal(1))
+    units = usd_to_units_up(Decimal("0.30"))
+    for lease in ("a", "b"):
+        admitted = await state.admit(
+            AdmissionPlan(lease, NOW, NOW + LEASE, units, (watched, quiet, always))
+        )
+        assert admitted.admitted
+    below = await state.settle("a", Decimal("0.30"), None, NOW)
+    above = await state.settle("b", Decimal("0.30"), None, NOW)
+    assert [s.key for s in below.scopes] == [always.key]
+    assert [s.key for s in above.scopes] == [watched.key, always.key]

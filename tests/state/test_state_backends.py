@@ -72,6 +72,25 @@ async def test_settle_moves_reservation_to_spent_once(backend: StateBackend):
     assert not await backend.release("a", NOW)
 
 
+async def test_settlement_reports_a_counter_once_it_reaches_its_report_mark(backend):
+    watched = ScopeKey("budget:team=ml:day:x", Decimal("1"), report_pct=50)
+    quiet = ScopeKey("session:k:s:spend", Decimal("1"), report_pct=None)
+    for lease in ("a", "b"):
+        assert (await backend.admit(plan(lease, "0.30", watched, quiet))).admitted
+    below = await backend.settle("a", Decimal("0.30"), None, NOW)  # 30 % of the cap
+    above = await backend.settle("b", Decimal("0.30"), None, NOW)  # 60 %: past the mark
+    # A backend may leave counters below their mark out (memory does; Redis reports all).
+    assert {s.key for s in below.scopes} <= {watched.key, quiet.key}
+    reported = {s.key: s for s in above.scopes}
+    assert watched.key in reported
+    assert (reported[watched.key].spent_before, reported[watched.key].spent_after) == (
+        Decimal("0.30"),
+        Decimal("0.60"),
+    )
+    assert watched.report_from_units == usd_to_units_up(Decimal("0.50"))
+    assert quiet.report_from_units > usd_to_units_up(Decimal("1"))
+
+
 async def test_settle_without_a_price_keeps_the_reserved_amount(backend: StateBackend):
     cap = ScopeKey("budget:global:day:x", Decimal("1"))
     await backend.admit(plan("a", "0.30", cap))

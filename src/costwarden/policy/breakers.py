@@ -26,15 +26,12 @@ def session_subject(principal: Principal, tags: Tags) -> str | None:
     return f"session:{escape(principal.key_id)}:{escape(session)}"
 
 
-def session_check(
-    config: SessionBreakerConfig, subject: str | None, fingerprint: str | None
-) -> SessionCheck | None:
+def session_check(config: SessionBreakerConfig, subject: str | None) -> SessionCheck | None:
     if subject is None or (config.max_steps is None and config.loop_repeat_k is None):
         return None
     return SessionCheck(
         key=subject,
         max_steps=config.max_steps,
-        fingerprint=escape(fingerprint) if fingerprint else None,
         loop_repeat_k=config.loop_repeat_k,
         loop_window_s=config.loop_window_s,
         trip_seconds=config.trip_seconds,

@@ -161,7 +161,7 @@ def compile_budgets(
             expires = (window.resets_at + COUNTER_RETENTION).timestamp()
         scope = BudgetScope(
             rule.label(),
-            ScopeKey(key, rule.limit_usd, expires),
+            ScopeKey(key, rule.limit_usd, expires, min(rule.soft_thresholds, default=None)),
             rule.soft_thresholds,
             window.resets_at,
         )

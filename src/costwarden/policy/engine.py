@@ -33,7 +33,6 @@ from costwarden.policy import budgets, pinning
 from costwarden.policy.breakers import (
     breaker_name,
     breaker_open,
-    session_check,
     velocity_subject,
 )
 from costwarden.policy.budget_status import (
@@ -146,6 +145,7 @@ class _Pending:
             self.check,
             compiled.velocity,
             tentative,
+            self.ctx.fingerprint if self.check is not None else None,
         )
 
 
@@ -285,7 +285,7 @@ class PolicyEngine:
         if session is not None:
             if session.spend is not None:
                 scopes = (*scopes, session.spend)
-            check = session_check(self._config.breakers.session, session.subject, ctx.fingerprint)
+            check = session.check
         max_output = ctx.max_output_tokens or self._config.default_max_output_tokens
         pending = _Pending(ctx, compiled, now, max_output, scopes, check)
         pending.plan_for(

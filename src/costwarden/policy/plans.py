@@ -21,12 +21,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from costwarden.policy.breakers import session_subject, velocity_check
+from costwarden.policy.breakers import session_check, session_subject, velocity_check
 from costwarden.policy.budgets import BudgetScope, PeriodCache, compile_budgets
 from costwarden.policy.config import BudgetRule, PolicyConfig, SessionBreakerConfig
 from costwarden.policy.ratelimit import bucket_templates
 from costwarden.records import Principal, Tags
-from costwarden.state.base import RateBucket, ScopeKey, VelocityCheck
+from costwarden.state.base import RateBucket, ScopeKey, SessionCheck, VelocityCheck
 
 DEFAULT_MAX_ENTRIES = 4096
 
@@ -116,6 +116,7 @@ class SessionParts:
     """What the session breaker needs of one agent session, whatever the request."""
 
     subject: str  # "session:<key>:<session>", the key of its steps / loop state
+    check: SessionCheck | None  # its step and loop limits, when any is set
     spend: ScopeKey | None  # its capped spend counter, when max_spend_usd is set
     spend_expires_at: float  # the counter's expiry (+inf without one)
 
@@ -154,8 +155,8 @@ class SessionPartsCache:
         spend, expires_at = None, math.inf
         if cap is not None:
             expires_at = now + self._ttl + self._slack
-            spend = ScopeKey(f"{subject}:spend", cap, expires_at)
-        entry = SessionParts(subject, spend, expires_at)
+            spend = ScopeKey(f"{subject}:spend", cap, expires_at, report_pct=None)
+        entry = SessionParts(subject, session_check(self._config, subject), spend, expires_at)
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
         self._entries[key] = entry

@@ -75,20 +75,33 @@ def rate_limit_header_pairs(states: tuple[RateState, ...]) -> tuple[tuple[bytes,
                 requests = state
         elif tokens is None or _tighter(state, tokens):
             tokens = state
-    pairs: list[tuple[bytes, bytes]] = []
-    if requests is not None:
-        pairs += (
-            (b"x-ratelimit-limit-requests", b"%d" % requests.limit),
-            (b"x-ratelimit-remaining-requests", b"%d" % requests.remaining),
-            (b"x-ratelimit-reset-requests", go_duration(requests.reset_s).encode()),
-        )
-    if tokens is not None:
-        pairs += (
-            (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
-            (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
-            (b"x-ratelimit-reset-tokens", go_duration(tokens.reset_s).encode()),
-        )
-    return tuple(pairs)
+    if requests is None:
+        return () if tokens is None else _token_pairs(tokens)
+    pairs = (
+        (b"x-ratelimit-limit-requests", b"%d" % requests.limit),
+        (b"x-ratelimit-remaining-requests", b"%d" % requests.remaining),
+        (b"x-ratelimit-reset-requests", _duration_bytes(requests.reset_s)),
+    )
+    return pairs if tokens is None else pairs + _token_pairs(tokens)
+
+
+def _token_pairs(tokens: RateState) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
+        (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
+        (b"x-ratelimit-reset-tokens", _duration_bytes(tokens.reset_s)),
+    )
+
+
+# Reset times under a second (a bucket used well below its limit: nearly every response),
+# formatted once: ``go_duration`` of 0-999 ms.
+_MILLISECONDS = tuple(b"%dms" % ms for ms in range(1000))
+
+
+def _duration_bytes(seconds: float) -> bytes:
+    if seconds < 0.9995:  # rounds to at most 999 ms
+        return _MILLISECONDS[max(0, round(seconds * 1000))]
+    return go_duration(seconds).encode()
 
 
 def _tighter(state: RateState, than: RateState) -> bool:

@@ -70,11 +70,22 @@ class ScopeKey:
     key: str  # without the backend's prefix, e.g. "budget:team=ml:month:2026-11"
     cap: Decimal
     expires_at: float | None = None  # epoch s after which the counter may be forgotten
+    # Percent of the cap from which a settlement must report the counter (a budget's lowest
+    # soft threshold); 0: always, None: never. Below it a backend may leave the counter out of
+    # SettleOutcome, which saves settling requests an object per counter.
+    report_pct: int | None = 0
     # ``cap`` in units, rounded down: converted once here, not on every admission that checks it.
     cap_units: int = field(init=False, repr=False, compare=False)
+    # Spend in units from which settlement reports the counter (``report_pct`` of the cap,
+    # rounded up: spent * 100 >= cap * pct, exactly); above any possible spend when None.
+    report_from_units: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cap_units", usd_to_units_down(self.cap))
+        cap_units = usd_to_units_down(self.cap)
+        object.__setattr__(self, "cap_units", cap_units)
+        pct = self.report_pct
+        report_from = MAX_UNITS if pct is None else -(-cap_units * pct // 100)
+        object.__setattr__(self, "report_from_units", report_from)
 
 
 @dataclass(slots=True)
@@ -88,11 +99,13 @@ class RateBucket:
     window_s: float = 60.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SessionCheck:
+    """The session breaker's limits for one session (compiled once per session); the
+    request's own fingerprint travels in ``AdmissionPlan.fingerprint``."""
+
     key: str
     max_steps: int | None
-    fingerprint: str | None
     loop_repeat_k: int | None
     loop_window_s: float
     trip_seconds: float
@@ -106,14 +119,12 @@ class VelocityCheck:
     cooldown_s: float
     probe_requests: int
     threshold_units: int = field(init=False, repr=False, compare=False)  # usd_per_minute, up
+    # How long an idle key's velocity state is kept: past any cooldown and both buckets.
+    ttl_s: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold_units", usd_to_units_up(self.usd_per_minute))
-
-
-def velocity_ttl_s(check: VelocityCheck) -> float:
-    """How long an idle key's velocity state is kept: past any cooldown and both buckets."""
-    return check.cooldown_s + 3 * VELOCITY_BUCKET_S
+        object.__setattr__(self, "ttl_s", self.cooldown_s + 3 * VELOCITY_BUCKET_S)
 
 
 @dataclass(slots=True)
@@ -129,6 +140,7 @@ class AdmissionPlan:
     # A first try with a bounded (over-)estimate that the engine retries with an exact one
     # if a limit refuses it: its budget refusal is not remembered as reported.
     tentative: bool = False
+    fingerprint: str | None = None  # the normalised request's hash, for loop detection
 
     @property
     def amount(self) -> Decimal:
@@ -212,6 +224,7 @@ class ScopeSettlement:
 @dataclass(slots=True)
 class SettleOutcome:
     applied: bool  # False: unknown lease, or already settled / released
+    # The counters charged, or at least those whose spend reached ``report_from_units``.
     scopes: tuple[ScopeSettlement, ...] = ()
 
 

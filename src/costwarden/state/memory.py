@@ -32,7 +32,6 @@ from costwarden.state.base import (
     VelocityCheck,
     units_to_usd,
     usd_to_units_up,
-    velocity_ttl_s,
 )
 from costwarden.state.memory_rates import RatePlan, gcra, rate_refusal, rate_state
 from costwarden.state.memory_sessions import (
@@ -127,8 +126,9 @@ class MemoryStateBackend:
             before = counter.spent
             reserved = counter.reserved - unreserve
             counter.reserved = reserved if reserved > 0 else 0
-            counter.spent = before + units
-            settled.append(ScopeSettlement(scope.key, scope.cap_units, before, counter.spent))
+            counter.spent = spent = before + units
+            if spent >= scope.report_from_units:  # below every threshold: nothing to report
+                settled.append(ScopeSettlement(scope.key, scope.cap_units, before, spent))
         if actual_tokens is not None and lease.plan.rates:
             self._correct_tokens(lease.plan, actual_tokens)
         if lease.plan.velocity is not None:
@@ -182,8 +182,7 @@ class MemoryStateBackend:
         transition: BreakerTransition | None = None
         probe = False
         if check is not None:
-            velocity = self._velocity.get(check.key) or VelocityState()
-            self._keep_velocity(check, velocity, now)
+            velocity = self._keep_velocity(check, now)
             transition, refused, probe = check_velocity(velocity, check, now)
             if refused is not None:
                 return refused
@@ -223,7 +222,7 @@ class MemoryStateBackend:
             )
         if check.max_steps is not None and session.steps >= check.max_steps:
             return trip(session, check, Refusal.MAX_STEPS, plan.now)
-        if repeats_to_loop(session, check, plan.now):
+        if repeats_to_loop(session, check, plan.fingerprint, plan.now):
             return trip(session, check, Refusal.LOOP, plan.now)
         return None
 
@@ -278,7 +277,7 @@ class MemoryStateBackend:
                 self._expire_later(new_tat + _RATE_KEEP_S, "rate", bucket.key)
             tats[bucket.key] = new_tat
         if plan.session is not None:
-            self._record_step(plan.session, plan.now)
+            self._record_step(plan.session, plan.fingerprint, plan.now)
         if velocity is not None and probe:
             velocity.probes_inflight += 1
         self._leases[plan.lease_id] = _Lease(plan, units, probe, plan.expires_at)
@@ -303,13 +302,16 @@ class MemoryStateBackend:
                 counter.expires_at = expires_at  # its heap entry re-schedules itself
         return counter
 
-    def _keep_velocity(self, check: VelocityCheck, velocity: VelocityState, now: float) -> None:
-        if check.key not in self._velocity:
-            self._expire_later(now + velocity_ttl_s(check), "velocity", check.key)
-        self._velocity[check.key] = velocity
-        velocity.expires_at = now + velocity_ttl_s(check)
+    def _keep_velocity(self, check: VelocityCheck, now: float) -> VelocityState:
+        """The key's velocity state, created if new, kept for another ``ttl_s``."""
+        velocity = self._velocity.get(check.key)
+        if velocity is None:
+            velocity = self._velocity[check.key] = VelocityState()
+            self._expire_later(now + check.ttl_s, "velocity", check.key)
+        velocity.expires_at = now + check.ttl_s
+        return velocity
 
-    def _record_step(self, check: SessionCheck, now: float) -> None:
+    def _record_step(self, check: SessionCheck, fingerprint: str | None, now: float) -> None:
         expires_at = now + check.idle_ttl_s
         session = self._sessions.get(check.key)
         if session is None:
@@ -317,8 +319,8 @@ class MemoryStateBackend:
             self._expire_later(expires_at, "session", check.key)
         session.steps += 1
         session.expires_at = expires_at
-        if check.fingerprint is not None and check.loop_repeat_k is not None:
-            record_fingerprint(session, check.fingerprint, now, check.loop_window_s)
+        if fingerprint is not None and check.loop_repeat_k is not None:
+            record_fingerprint(session, fingerprint, now, check.loop_window_s)
 
     # -- settlement helpers ----------------------------------------------------------------
 
@@ -335,7 +337,7 @@ class MemoryStateBackend:
         if check is None or velocity is None:
             return
         velocity.add(units, now)
-        self._keep_velocity(check, velocity, now)
+        velocity.expires_at = now + check.ttl_s
         if lease.probe and was_reserved:
             velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
             velocity.probes_done += 1

@@ -49,11 +49,13 @@ def _forget_before(prints: OrderedDict[str, float | deque[float]], horizon: floa
         prints.popitem(last=False)
 
 
-def repeats_to_loop(session: Session, check: SessionCheck, now: float) -> bool:
+def repeats_to_loop(
+    session: Session, check: SessionCheck, fingerprint: str | None, now: float
+) -> bool:
     """Would this request be the K-th with the same fingerprint inside the loop window?"""
-    if check.fingerprint is None or check.loop_repeat_k is None:
+    if fingerprint is None or check.loop_repeat_k is None:
         return False
-    seen = session.fingerprints.get(check.fingerprint)
+    seen = session.fingerprints.get(fingerprint)
     if seen is None:
         return False
     horizon = now - check.loop_window_s

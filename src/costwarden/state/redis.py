@@ -36,7 +36,6 @@ from costwarden.state.base import (
     SettleOutcome,
     units_to_usd,
     usd_to_units_up,
-    velocity_ttl_s,
 )
 
 
@@ -200,8 +199,8 @@ class RedisStateBackend:
         if plan.session is not None:
             s = plan.session
             fingerprint = ""
-            if s.fingerprint is not None and s.loop_repeat_k is not None:
-                fingerprint = self._key(f"{s.key}:fp:{s.fingerprint}")
+            if plan.fingerprint is not None and s.loop_repeat_k is not None:
+                fingerprint = self._key(f"{s.key}:fp:{plan.fingerprint}")
                 keys.append(fingerprint)
             doc["sess"] = {
                 "k": self._key(s.key),
@@ -220,7 +219,7 @@ class RedisStateBackend:
                 "thr": v.threshold_units,
                 "cool": v.cooldown_s,
                 "probes": v.probe_requests,
-                "ttl": velocity_ttl_s(v),
+                "ttl": v.ttl_s,
             }
             keys.append(doc["vel"]["k"])
         return orjson.dumps(doc), keys
