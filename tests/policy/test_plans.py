@@ -107,7 +107,7 @@ def test_one_caller_reuses_its_compiled_plan_and_another_gets_its_own(clock: Fak
     assert [c.key for c in bob.counters] == ["budget:user=bob:month:2026-11"]
     assert [(r.key, r.cost) for r in bob.rates] == [
         ("rate:key=k-bob:rpm", 1),
-        ("rate:key=k-bob:tpm", 0),
+        ("rate:key=k-bob:tpm", None),  # charged each request's own tokens
     ]
     assert bob.counters[0].cap_units == 10 * 10**8
     assert bob.velocity is None and bob.thresholds

@@ -52,7 +52,7 @@ from costwarden.policy.plans import (
     PlanCache,
     SessionPartsCache,
 )
-from costwarden.policy.ratelimit import charge_tokens, rate_limit_header_pairs, rate_limited
+from costwarden.policy.ratelimit import rate_limit_header_pairs, rate_limited
 from costwarden.records import Principal, Tags
 from costwarden.state.base import (
     MAX_UNITS,
@@ -133,7 +133,6 @@ class _Pending:
         self, lease_id: str, expires_at: float, tokens: int, units: int, *, tentative: bool
     ) -> None:
         compiled = self.compiled
-        rates = compiled.rates
         self.tokens = tokens
         self.plan = AdmissionPlan(
             lease_id,
@@ -141,11 +140,12 @@ class _Pending:
             expires_at,
             units,
             self.scopes,
-            charge_tokens(rates, tokens) if compiled.charges_tokens else rates,
+            compiled.rates,
             self.check,
             compiled.velocity,
             tentative,
             self.ctx.fingerprint if self.check is not None else None,
+            tokens,
         )
 
 

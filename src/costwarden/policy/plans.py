@@ -39,8 +39,7 @@ class CompiledRequest:
     budgets: tuple[BudgetScope, ...]
     counters: tuple[ScopeKey, ...]  # each budget's counter, in the same order
     watched: Mapping[str, BudgetScope]  # counter key -> its budget, those with thresholds
-    rates: tuple[RateBucket, ...]  # token buckets with cost 0, see ratelimit.charge_tokens
-    charges_tokens: bool  # some bucket counts tokens: each request charges its own estimate
+    rates: tuple[RateBucket, ...]  # token buckets charge each plan's tokens
     velocity: VelocityCheck | None
     valid_from: float
     valid_until: float
@@ -104,7 +103,6 @@ class PlanCache:
             counters=tuple(b.counter for b in budgets.scopes),
             watched={b.counter.key: b for b in budgets.scopes if b.thresholds},
             rates=rates,
-            charges_tokens=any(b.kind == "tokens" for b in rates),
             velocity=velocity_check(self._config.breakers.velocity, principal),
             valid_from=budgets.valid_from,
             valid_until=budgets.valid_until,

@@ -17,18 +17,12 @@ from costwarden.state.base import AdmissionOutcome, RateBucket, RateState
 WINDOW_S = 60.0
 
 
-def rate_buckets(
-    rules: tuple[RateLimitRule, ...], dimensions: dict[str, str | None], tokens: int
-) -> list[RateBucket]:
-    """Buckets a request is charged to; rules naming the same bucket keep the smallest limit."""
-    return list(charge_tokens(bucket_templates(rules, dimensions), tokens))
-
-
 def bucket_templates(
     rules: tuple[RateLimitRule, ...], dimensions: dict[str, str | None]
 ) -> tuple[RateBucket, ...]:
-    """The buckets of these dimension values, token buckets not yet charged (cost 0): they
-    depend on who asks only, so the engine compiles them once per caller."""
+    """The buckets of these dimension values (rules naming the same bucket keep the smallest
+    limit). Token buckets charge each request's own tokens (``cost=None``): they depend on who
+    asks only, so the engine compiles them once per caller."""
     by_key: dict[str, RateBucket] = {}
     for rule in rules:
         label = scope_label(rule.scope, dimensions)
@@ -38,20 +32,12 @@ def bucket_templates(
         if rule.rpm is not None:
             candidates.append(RateBucket(f"rate:{label}:rpm", "requests", rule.rpm, 1, WINDOW_S))
         if rule.tpm is not None:
-            candidates.append(RateBucket(f"rate:{label}:tpm", "tokens", rule.tpm, 0, WINDOW_S))
+            candidates.append(RateBucket(f"rate:{label}:tpm", "tokens", rule.tpm, None, WINDOW_S))
         for bucket in candidates:
             known = by_key.get(bucket.key)
             if known is None or bucket.limit < known.limit:
                 by_key[bucket.key] = bucket
     return tuple(by_key.values())
-
-
-def charge_tokens(templates: tuple[RateBucket, ...], tokens: int) -> tuple[RateBucket, ...]:
-    """The templates with each token bucket charged this request's worst-case tokens."""
-    return tuple(
-        RateBucket(b.key, "tokens", b.limit, tokens, b.window_s) if b.kind == "tokens" else b
-        for b in templates
-    )
 
 
 def rate_limit_headers(states: tuple[RateState, ...]) -> dict[str, str]:

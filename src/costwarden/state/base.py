@@ -90,13 +90,29 @@ class ScopeKey:
 
 @dataclass(slots=True)
 class RateBucket:
-    """One GCRA bucket: ``limit`` units per ``window_s``, a full window of burst allowed."""
+    """One GCRA bucket: ``limit`` units per ``window_s``, a full window of burst allowed.
+
+    Compiled once per caller and shared by its requests: a token bucket's charge is the
+    request's own (``cost=None``: ``AdmissionPlan.tokens``), so nothing is built per request.
+    """
 
     key: str
     kind: Literal["requests", "tokens"]
     limit: int
-    cost: int  # units this request takes (1, or the estimated tokens)
+    cost: int | None  # units this request takes (1, or tokens); None: the plan's tokens
     window_s: float = 60.0
+    # Seconds one unit moves the bucket's TAT, and the slack that absorbs float error (1 ms,
+    # or half an interval if shorter, so exactly ``limit`` unit requests fit in a burst).
+    interval: float = field(init=False, repr=False, compare=False)
+    slack: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.interval = self.window_s / self.limit
+        self.slack = min(self.interval / 2, GCRA_SLACK_S)
+
+    def charge(self, tokens: int) -> int:
+        """What a request with ``tokens`` worst-case tokens takes from this bucket."""
+        return tokens if self.cost is None else self.cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +157,7 @@ class AdmissionPlan:
     # if a limit refuses it: its budget refusal is not remembered as reported.
     tentative: bool = False
     fingerprint: str | None = None  # the normalised request's hash, for loop detection
+    tokens: int = 0  # worst-case tokens (input estimate + output bound): token buckets' charge
 
     @property
     def amount(self) -> Decimal:

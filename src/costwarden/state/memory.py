@@ -33,7 +33,7 @@ from costwarden.state.base import (
     units_to_usd,
     usd_to_units_up,
 )
-from costwarden.state.memory_rates import RatePlan, gcra, rate_refusal, rate_state
+from costwarden.state.memory_rates import gcra, rate_refusal, rate_state
 from costwarden.state.memory_sessions import (
     Session,
     record_fingerprint,
@@ -173,10 +173,13 @@ class MemoryStateBackend:
         now = plan.now
         if self._due_at() <= now:  # checked here: most admissions have nothing due
             self._sweep(now, limit=SWEEP_BATCH)
+        session: Session | None = None
         if plan.session is not None:
-            refused = self._check_session(plan)
-            if refused is not None:
-                return refused
+            session = self._sessions.get(plan.session.key)
+            if session is not None:
+                refused = _check_session(session, plan.session, plan)
+                if refused is not None:
+                    return refused
         check = plan.velocity
         velocity: VelocityState | None = None
         transition: BreakerTransition | None = None
@@ -186,18 +189,15 @@ class MemoryStateBackend:
             transition, refused, probe = check_velocity(velocity, check, now)
             if refused is not None:
                 return refused
-        tats = self._tats
-        new_tats = []
-        for bucket in plan.rates:
-            tat = tats.get(bucket.key, now)
-            new_tat, over_s = gcra(bucket, tat, now)
-            if over_s > 0:
-                return rate_refusal(RatePlan(bucket, tat, new_tat, over_s), now)
-            new_tats.append(new_tat)
-        refused = self._check_scopes(plan)
+        new_tats, refused = self._rate_tats(plan)
         if refused is not None:
             return refused
-        self._apply(plan, new_tats, velocity, probe)
+        found, refused = self._scope_counters(plan)
+        if refused is not None:
+            return refused
+        self._apply(
+            plan, found=found, new_tats=new_tats, velocity=velocity, probe=probe, session=session
+        )
         return AdmissionOutcome(
             admitted=True,
             probe=probe,
@@ -205,66 +205,67 @@ class MemoryStateBackend:
             rates=tuple(map(rate_state, plan.rates, new_tats, repeat(now))),
         )
 
-    def _check_session(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
-        check = plan.session
-        if check is None:
-            return None
-        session = self._sessions.get(check.key)
-        if session is None:
-            return None
-        if session.tripped_until > plan.now:
-            return AdmissionOutcome(
-                admitted=False,
-                refusal=Refusal.SESSION_OPEN,
-                refused_key=check.key,
-                retry_after_s=session.tripped_until - plan.now,
-                trip_reason=session.trip_reason,
-            )
-        if check.max_steps is not None and session.steps >= check.max_steps:
-            return trip(session, check, Refusal.MAX_STEPS, plan.now)
-        if repeats_to_loop(session, check, plan.fingerprint, plan.now):
-            return trip(session, check, Refusal.LOOP, plan.now)
-        return None
+    def _rate_tats(self, plan: AdmissionPlan) -> tuple[list[float], AdmissionOutcome | None]:
+        """Each bucket's TAT after this request, or the refusal of the first one it empties."""
+        now, tats = plan.now, self._tats
+        new_tats: list[float] = []
+        for bucket in plan.rates:
+            cost = plan.tokens if bucket.cost is None else bucket.cost
+            tat = tats.get(bucket.key, now)
+            new_tat, over_s = gcra(bucket, cost, tat, now)
+            if over_s > 0:
+                return new_tats, rate_refusal(bucket, cost, tat, over_s, now)
+            new_tats.append(new_tat)
+        return new_tats, None
 
-    def _check_scopes(self, plan: AdmissionPlan) -> AdmissionOutcome | None:
-        units = plan.amount_units
-        counters = self._counters
+    def _scope_counters(
+        self, plan: AdmissionPlan
+    ) -> tuple[list[_Counter | None], AdmissionOutcome | None]:
+        """Each scope's counter (None: not created yet), looked up once for the check and the
+        reservation; or the refusal of the first scope the amount does not fit in."""
+        units, counters = plan.amount_units, self._counters
+        found: list[_Counter | None] = []
         for scope in plan.scopes:
             counter = counters.get(scope.key)
             used = 0 if counter is None else counter.spent + counter.reserved
-            cap = scope.cap_units
-            if used + units > cap:
-                counter = self._keep_counter(scope)
-                first = not counter.refused
-                if not plan.tentative:
-                    counter.refused = True
-                return AdmissionOutcome(
-                    admitted=False,
-                    refusal=Refusal.BUDGET,
-                    refused_key=scope.key,
-                    usage=ScopeUsage(
-                        scope.key,
-                        units_to_usd(cap),
-                        units_to_usd(counter.spent),
-                        units_to_usd(counter.reserved),
-                    ),
-                    first_refusal=first,
-                )
-        return None
+            if used + units > scope.cap_units:
+                return found, self._budget_refusal(plan, scope)
+            found.append(counter)
+        return found, None
+
+    def _budget_refusal(self, plan: AdmissionPlan, scope: ScopeKey) -> AdmissionOutcome:
+        counter = self._keep_counter(scope)
+        first = not counter.refused
+        if not plan.tentative:
+            counter.refused = True
+        return AdmissionOutcome(
+            admitted=False,
+            refusal=Refusal.BUDGET,
+            refused_key=scope.key,
+            usage=ScopeUsage(
+                scope.key,
+                units_to_usd(scope.cap_units),
+                units_to_usd(counter.spent),
+                units_to_usd(counter.reserved),
+            ),
+            first_refusal=first,
+        )
 
     def _apply(
         self,
         plan: AdmissionPlan,
+        *,
+        found: list[_Counter | None],
         new_tats: list[float],
         velocity: VelocityState | None,
         probe: bool,
+        session: Session | None,
     ) -> None:
         units = plan.amount_units
-        counters = self._counters
-        for scope in plan.scopes:
-            counter = counters.get(scope.key)
+        for scope, known in zip(plan.scopes, found, strict=True):
             # A known counter whose expiry already covers the scope's (the usual case) needs
             # nothing but the reservation; everything else goes through _keep_counter.
+            counter = known
             if counter is None or (
                 scope.expires_at is not None
                 and (counter.expires_at is None or scope.expires_at > counter.expires_at)
@@ -277,7 +278,7 @@ class MemoryStateBackend:
                 self._expire_later(new_tat + _RATE_KEEP_S, "rate", bucket.key)
             tats[bucket.key] = new_tat
         if plan.session is not None:
-            self._record_step(plan.session, plan.fingerprint, plan.now)
+            self._record_step(plan.session, session, plan.fingerprint, plan.now)
         if velocity is not None and probe:
             velocity.probes_inflight += 1
         self._leases[plan.lease_id] = _Lease(plan, units, probe, plan.expires_at)
@@ -311,9 +312,10 @@ class MemoryStateBackend:
         velocity.expires_at = now + check.ttl_s
         return velocity
 
-    def _record_step(self, check: SessionCheck, fingerprint: str | None, now: float) -> None:
+    def _record_step(
+        self, check: SessionCheck, session: Session | None, fingerprint: str | None, now: float
+    ) -> None:
         expires_at = now + check.idle_ttl_s
-        session = self._sessions.get(check.key)
         if session is None:
             session = self._sessions[check.key] = Session()
             self._expire_later(expires_at, "session", check.key)
@@ -328,8 +330,8 @@ class MemoryStateBackend:
         for bucket in plan.rates:
             if bucket.kind != "tokens" or bucket.key not in self._tats:
                 continue
-            interval = bucket.window_s / bucket.limit
-            self._tats[bucket.key] += (actual_tokens - bucket.cost) * interval
+            charged = bucket.charge(plan.tokens)
+            self._tats[bucket.key] += (actual_tokens - charged) * bucket.interval
 
     def _settle_velocity(self, lease: _Lease, units: int, was_reserved: bool, now: float) -> None:
         check = lease.plan.velocity
@@ -443,3 +445,22 @@ class MemoryStateBackend:
             return session.expires_at if session is not None else None
         velocity = self._velocity.get(key)
         return velocity.expires_at if velocity is not None else None
+
+
+def _check_session(
+    session: Session, check: SessionCheck, plan: AdmissionPlan
+) -> AdmissionOutcome | None:
+    """The refusal of a known session's breaker (tripped, or tripping now), or None."""
+    if session.tripped_until > plan.now:
+        return AdmissionOutcome(
+            admitted=False,
+            refusal=Refusal.SESSION_OPEN,
+            refused_key=check.key,
+            retry_after_s=session.tripped_until - plan.now,
+            trip_reason=session.trip_reason,
+        )
+    if check.max_steps is not None and session.steps >= check.max_steps:
+        return trip(session, check, Refusal.MAX_STEPS, plan.now)
+    if repeats_to_loop(session, check, plan.fingerprint, plan.now):
+        return trip(session, check, Refusal.LOOP, plan.now)
+    return None

@@ -8,10 +8,8 @@ so a full window of burst is allowed and the long-run rate is the limit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from costwarden.state.base import (
-    GCRA_SLACK_S,
     AdmissionOutcome,
     RateBucket,
     RateState,
@@ -19,38 +17,31 @@ from costwarden.state.base import (
 )
 
 
-@dataclass(slots=True)
-class RatePlan:
-    bucket: RateBucket
-    tat: float
-    new_tat: float
-    over_s: float  # > 0: refused
-
-
-def gcra(bucket: RateBucket, tat: float, now: float) -> tuple[float, float]:
+def gcra(bucket: RateBucket, cost: int, tat: float, now: float) -> tuple[float, float]:
     """(new theoretical arrival time, seconds over the window; <= 0 means allowed).
 
-    A sliver of slack (1 ms, or half an emission interval if that is shorter) absorbs float
-    error, so exactly ``limit`` unit-cost requests fit in a burst."""
-    interval = bucket.window_s / bucket.limit
-    new_tat = max(tat, now) + bucket.cost * interval
-    return new_tat, (new_tat - now) - bucket.window_s - min(interval / 2, GCRA_SLACK_S)
+    The bucket's slack (``RateBucket.slack``) absorbs float error, so exactly ``limit``
+    unit-cost requests fit in a burst."""
+    new_tat = (tat if tat > now else now) + cost * bucket.interval
+    return new_tat, (new_tat - now) - bucket.window_s - bucket.slack
 
 
 def rate_state(bucket: RateBucket, tat: float, now: float) -> RateState:
-    interval = bucket.window_s / bucket.limit
-    used = max(0.0, tat - now)
-    remaining = math.floor((bucket.window_s - used + min(interval / 2, GCRA_SLACK_S)) / interval)
-    return RateState(bucket.key, bucket.kind, bucket.limit, max(0, remaining), used)
+    used = tat - now
+    if used < 0:
+        used = 0.0
+    remaining = math.floor((bucket.window_s - used + bucket.slack) / bucket.interval)
+    return RateState(bucket.key, bucket.kind, bucket.limit, remaining if remaining > 0 else 0, used)
 
 
-def rate_refusal(rate: RatePlan, now: float) -> AdmissionOutcome:
-    bucket = rate.bucket
-    over_window = bucket.cost > bucket.limit
+def rate_refusal(
+    bucket: RateBucket, cost: int, tat: float, over_s: float, now: float
+) -> AdmissionOutcome:
+    over_window = cost > bucket.limit
     return AdmissionOutcome(
         admitted=False,
         refusal=Refusal.RATE,
         refused_key=bucket.key,
-        retry_after_s=None if over_window else rate.over_s,
-        rates=(rate_state(bucket, rate.tat, now),),
+        retry_after_s=None if over_window else over_s,
+        rates=(rate_state(bucket, tat, now),),
     )

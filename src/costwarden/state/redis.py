@@ -192,7 +192,10 @@ class RedisStateBackend:
             "amt": plan.amount_units,
             "tent": 1 if plan.tentative else 0,
             "scopes": [[self._key(s.key), s.cap_units, s.expires_at or 0] for s in plan.scopes],
-            "rates": [[self._key(r.key), r.kind, r.limit, r.cost, r.window_s] for r in plan.rates],
+            "rates": [
+                [self._key(r.key), r.kind, r.limit, r.charge(plan.tokens), r.window_s]
+                for r in plan.rates
+            ],
         }
         keys = [self._key("leases"), self._key("lease:" + plan.lease_id)]
         keys += [s[0] for s in doc["scopes"]] + [r[0] for r in doc["rates"]]
