@@ -191,7 +191,10 @@ class RedisStateBackend:
             "exp": plan.expires_at,
             "amt": plan.amount_units,
             "tent": 1 if plan.tentative else 0,
-            "scopes": [[self._key(s.key), s.cap_units, s.expires_at or 0] for s in plan.scopes],
+            "scopes": [
+                [self._key(s.key), s.cap_units, s.expires_at or 0, s.report_from_units]
+                for s in plan.scopes
+            ],
             "rates": [
                 [self._key(r.key), r.kind, r.limit, r.charge(plan.tokens), r.window_s]
                 for r in plan.rates

@@ -75,9 +75,12 @@ local function correct_tokens(lp, actual, now)
   end
 end
 
+-- A settled or released lease is forgotten at once, as in process: a second settle or release
+-- of an unknown lease is a no-op either way. (Kept for the retention period, as they were,
+-- settled leases held ~900 s x the request rate of plan bodies: gigabytes at 2,000 req/s.)
+-- Only an *expired* lease is remembered (sweep), for a settle that arrives late.
 local function finish(lk, id)
-  redis.call('HSET', lk, 'st', 'd')
-  redis.call('EXPIRE', lk, RETENTION)
+  redis.call('DEL', lk)
   redis.call('ZREM', LEASES, id)
 end
 """
@@ -94,12 +97,20 @@ local function vel_rate(h, now)
   return 0
 end
 
-local function vel_add(k, units, now)
-  local h = redis.call('HMGET', k, 'b', 'c', 'p')
+-- A settled request's spend, and the end of its probe if it was one: one read, one write.
+local function vel_settle(v, units, now, probe)
+  local h = redis.call('HMGET', v.k, 'st', 'b', 'c', 'p', 'pi', 'pd')
+  if not h[1] then return end  -- the key's velocity state expired: nothing to add to
   local idx = math.floor(now / BUCKET)
-  local b, c, p = num(h[1], idx), num(h[2], 0), num(h[3], 0)
+  local b, c, p = num(h[2], idx), num(h[3], 0), num(h[4], 0)
   if idx == b + 1 then p = c; c = 0 elseif idx ~= b then p = 0; c = 0 end
-  redis.call('HSET', k, 'b', istr(idx), 'c', istr(c + units), 'p', istr(p))
+  if probe then
+    redis.call('HSET', v.k, 'b', istr(idx), 'c', istr(c + units), 'p', istr(p),
+      'pi', istr(math.max(0, num(h[5], 0) - 1)), 'pd', istr(num(h[6], 0) + 1))
+  else
+    redis.call('HSET', v.k, 'b', istr(idx), 'c', istr(c + units), 'p', istr(p))
+  end
+  redis.call('EXPIRE', v.k, math.ceil(v.ttl))
 end
 """
 
@@ -138,7 +149,9 @@ local function check_session(s)
     return reply({refusal = 'session_open', key = s.k, retry = fstr(tu - now), trip = h[2]})
   end
   if s.max > 0 and num(h[3], 0) >= s.max then return trip(s, 'max_steps') end
-  if s.fp ~= '' and s.kk > 0 then
+  -- Sightings older than the window are trimmed only when they could make a loop: a
+  -- fingerprint seen fewer than K-1 times (nearly every one) costs one ZCARD.
+  if s.fp ~= '' and s.kk > 0 and redis.call('ZCARD', s.fp) + 1 >= s.kk then
     redis.call('ZREMRANGEBYSCORE', s.fp, '-inf', fstr(now - s.win))
     if redis.call('ZCARD', s.fp) + 1 >= s.kk then return trip(s, 'loop') end
   end
@@ -152,9 +165,9 @@ end
 
 -- Returns refusal reply or nil, the transition, and whether to admit as a probe.
 local function check_velocity(v)
-  redis.call('HSETNX', v.k, 'st', 'closed')
-  redis.call('EXPIRE', v.k, math.ceil(v.ttl))
   local h = redis.call('HMGET', v.k, 'st', 'ou', 'pi', 'pd', 'b', 'c', 'p')
+  if not h[1] then redis.call('HSET', v.k, 'st', 'closed') end
+  redis.call('EXPIRE', v.k, math.ceil(v.ttl))
   local st, tr = h[1] or 'closed', ''
   if st == 'open' then
     local ou = num(h[2], 0)
@@ -203,10 +216,15 @@ local function expire_counter(s)
   if s[3] > 0 then redis.call('EXPIRE', s[1], math.max(1, math.ceil(s[3] - now))) end
 end
 
+-- Each scope's counter expiry as last set ('e'), read by check_scopes for apply: a counter's
+-- TTL is pushed out only when the scope's expiry is later, not on every admission.
+local expiries = {}
+
 local function check_scopes()
-  for _, s in ipairs(plan.scopes) do
-    local h = redis.call('HMGET', s[1], 's', 'r', 'x')
+  for i, s in ipairs(plan.scopes) do
+    local h = redis.call('HMGET', s[1], 's', 'r', 'x', 'e')
     local spent, reserved = num(h[1], 0), num(h[2], 0)
+    expiries[i] = num(h[4], 0)
     if spent + reserved + plan.amt > s[2] then
       local first = '1'
       if h[3] == '1' then first = '0' end
@@ -222,9 +240,12 @@ local function check_scopes()
 end
 
 local function apply(planned, probe)
-  for _, s in ipairs(plan.scopes) do
+  for i, s in ipairs(plan.scopes) do
+    if s[3] > expiries[i] then
+      redis.call('HSET', s[1], 'e', fstr(s[3]))
+      expire_counter(s)
+    end
     redis.call('HINCRBY', s[1], 'r', istr(plan.amt))
-    expire_counter(s)
   end
   local states = {}
   for i, r in ipairs(plan.rates) do
@@ -316,26 +337,22 @@ local function settle_one(id, actual, tokens, now)
   local was_reserved = f[1] == 'r'
   local out = {1}
   for _, s in ipairs(lp.scopes) do
-    if redis.call('EXISTS', s[1]) == 1 then
-      local h = redis.call('HMGET', s[1], 's', 'r')
+    local h = redis.call('HMGET', s[1], 's', 'r', 'x')
+    if h[1] or h[2] or h[3] then  -- the counter still exists (its retention has not passed)
       local before, reserved = num(h[1], 0), num(h[2], 0)
       if was_reserved then reserved = math.max(0, reserved - lp.amt) end
-      redis.call('HSET', s[1], 's', istr(before + units), 'r', istr(reserved))
-      for _, v in ipairs({s[1], istr(s[2]), istr(before), istr(before + units)}) do
-        table.insert(out, v)
+      local after = before + units
+      redis.call('HSET', s[1], 's', istr(after), 'r', istr(reserved))
+      -- s[4]: spend from which the counter is reported (absent in older lease bodies: always)
+      if s[4] == nil or after >= s[4] then
+        for _, v in ipairs({s[1], istr(s[2]), istr(before), istr(after)}) do
+          table.insert(out, v)
+        end
       end
     end
   end
   if tokens ~= '' then correct_tokens(lp, tonumber(tokens), now) end
-  if lp.vel and redis.call('EXISTS', lp.vel.k) == 1 then
-    vel_add(lp.vel.k, units, now)
-    redis.call('EXPIRE', lp.vel.k, math.ceil(lp.vel.ttl))
-    if f[3] == '1' and was_reserved then
-      local pi = math.max(0, num(redis.call('HGET', lp.vel.k, 'pi'), 0) - 1)
-      redis.call('HSET', lp.vel.k, 'pi', istr(pi))
-      redis.call('HINCRBY', lp.vel.k, 'pd', 1)
-    end
-  end
+  if lp.vel then vel_settle(lp.vel, units, now, f[3] == '1' and was_reserved) end
   finish(lk, id)
   return out
 end
