@@ -15,8 +15,11 @@ limits far above what the run reaches, so every request pays for every check and
 refused. Each request carries a session tag (64 sessions) and a distinct prompt, so loop
 detection fingerprints it without ever tripping. Prints req/s, p50 / p99 and the share of the
 no-controls throughput (medians over the rounds, each round's share measured against the same
-round's no-controls run); writes bench/results/controls.json. Redis: $COSTWARDEN_BENCH_REDIS_URL
-(default redis://127.0.0.1:6379/0); keys go under a prefix of this run's and are deleted after.
+round's no-controls run), then the CPU each costs per request: the gateway's main thread
+(what saturates; /proc) and, when redis-server runs on this machine, Redis's — on a small box
+it takes its CPU from the same cores as the gateway. Writes bench/results/controls.json.
+Redis: $COSTWARDEN_BENCH_REDIS_URL (default redis://127.0.0.1:6379/0); keys go under a prefix
+of this run's and are deleted after.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import redis
@@ -34,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
-from wrkbench import Run, parse_args, report, wrk
+from wrkbench import Run, parse_args, process_cpu_s, report, thread_cpu_s, wrk
 
 REDIS_URL = os.environ.get("COSTWARDEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIANTS = ("none", "memory", "redis")
@@ -101,7 +105,25 @@ def gateway_config(tmp: Path, variant: str, upstream_port: int, prefix: str) -> 
     return data
 
 
-def measure(tmp: Path, conns: list[int], seconds: int, rounds: int, prefix: str) -> list[Run]:
+# (variant, connections, round) -> CPU µs per request: the gateway's main thread, and Redis
+CpuSamples = dict[tuple[str, int, int], dict[str, float]]
+
+
+def local_redis_pid() -> int | None:
+    """redis-server's pid when it runs on this machine (its CPU is then part of the cost)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "redis-server":
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def measure(
+    tmp: Path, conns: list[int], seconds: int, rounds: int, prefix: str, *, cpu: CpuSamples
+) -> list[Run]:
     up_port = procs.free_port()
     ports = {variant: procs.free_port() for variant in VARIANTS}
     commands = [(procs.fake_upstream_command(up_port), up_port)]
@@ -114,15 +136,26 @@ def measure(tmp: Path, conns: list[int], seconds: int, rounds: int, prefix: str)
         commands.append((procs.gateway_command(config, ports[variant]), ports[variant]))
     urls = {v: f"http://127.0.0.1:{port}/v1/chat/completions" for v, port in ports.items()}
 
+    redis_pid = local_redis_pid()
+    pids: dict[str, int] = {}
+
     def drive(variant: str, connections: int, duration: int, label: str, index: int) -> Run:
         script = tmp / f"{variant}-{label}-{connections}-{index}.lua"
         script.write_text(
             _WRK_SCRIPT % {"key": keys[variant], "sessions": SESSIONS, "run": script.stem}
         )
-        return wrk(urls[variant], script, connections, duration, label, round_index=index)
+        main, store = thread_cpu_s(pids[variant]), process_cpu_s(redis_pid) if redis_pid else 0
+        run = wrk(urls[variant], script, connections, duration, label, round_index=index)
+        served = run.requests_per_s * duration
+        cpu[variant, connections, index] = {
+            "main_us": (thread_cpu_s(pids[variant]) - main) / served * 1e6,
+            "redis_us": (process_cpu_s(redis_pid) - store) / served * 1e6 if redis_pid else 0,
+        }
+        return run
 
     runs: list[Run] = []
-    with procs.spawned_together(commands):
+    with procs.spawned_together(commands) as started:
+        pids.update(zip(VARIANTS, (p.pid for p in started[1:]), strict=True))
         for variant in VARIANTS:  # warm pools, caches and counters before measuring
             drive(variant, 8, 2, "warm", 0)
         for index in range(rounds):  # interleaved: a slow spell of the machine hits all
@@ -130,6 +163,38 @@ def measure(tmp: Path, conns: list[int], seconds: int, rounds: int, prefix: str)
                 for variant in VARIANTS:
                     runs.append(drive(variant, c, seconds, variant, index))
     return runs
+
+
+def cpu_rows(cpu: CpuSamples, conns: list[int], rounds: int) -> list[dict[str, Any]]:
+    """Where the time goes: per request, the gateway main thread's CPU (what saturates) and
+    redis-server's (on this machine, it competes with the gateway for the same cores)."""
+    rows = []
+    for c in conns:
+        for variant in VARIANTS:
+            samples = [cpu[variant, c, i] for i in range(rounds)]
+            added = [s["main_us"] - cpu["none", c, i]["main_us"] for i, s in enumerate(samples)]
+            ratio = [cpu["none", c, i]["main_us"] / s["main_us"] for i, s in enumerate(samples)]
+            row = {
+                "target": variant,
+                "connections": c,
+                "main_cpu_us": round(median(s["main_us"] for s in samples), 1),
+                "added_main_cpu_us": round(median(added), 1),
+                "main_cpu_ratio": round(median(ratio), 3),
+                "redis_cpu_us": round(median(s["redis_us"] for s in samples), 1),
+            }
+            rows.append(row)
+    return rows
+
+
+def print_cpu(rows: list[dict[str, Any]]) -> None:
+    print("\nCPU per request (medians over the rounds; main thread: the gateway's event loop)")
+    print(f"{'target':<10}{'conns':>6}{'main µs':>9}{'added':>8}{'main ratio':>12}{'redis µs':>10}")
+    for row in rows:
+        print(
+            f"{row['target']:<10}{row['connections']:>6}{row['main_cpu_us']:>9.1f}"
+            f"{row['added_main_cpu_us']:>+8.1f}{100 * row['main_cpu_ratio']:>11.1f}%"
+            f"{row['redis_cpu_us']:>10.1f}"
+        )
 
 
 def delete_keys(client: redis.Redis, prefix: str) -> None:
@@ -146,13 +211,16 @@ def main() -> int:
         print(f"Redis at {REDIS_URL} is needed for the redis variant: {exc}", file=sys.stderr)
         return 2
     prefix = f"cwbench:{os.getpid()}:{secrets.token_hex(4)}"
+    cpu: CpuSamples = {}
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
-            runs = measure(Path(tmpdir), conns, duration, rounds, prefix)
+            runs = measure(Path(tmpdir), conns, duration, rounds, prefix, cpu=cpu)
     finally:
         delete_keys(client, prefix)
         client.close()
-    report(runs, baseline="none", name="controls", extra={"controls": all_controls()})
+    rows = cpu_rows(cpu, conns, rounds)
+    report(runs, baseline="none", name="controls", extra={"controls": all_controls(), "cpu": rows})
+    print_cpu(rows)
     refused = sum(r.errors for r in runs)
     if refused:
         print(

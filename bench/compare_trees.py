@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import statistics
@@ -36,9 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_controls import _WRK_SCRIPT, SESSIONS, gateway_config
 from tests.support import procs
-from wrkbench import RESULTS, wrk
-
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+from wrkbench import RESULTS, thread_cpu_s, wrk
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,12 +48,6 @@ def parse_args() -> argparse.Namespace:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     return args
-
-
-def main_thread_cpu_s(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime + stime
 
 
 def start_commands(
@@ -89,11 +80,11 @@ def measure(args: argparse.Namespace, trees: dict[str, str], tmp: Path) -> dict[
             _WRK_SCRIPT % {"key": keys[name], "sessions": SESSIONS, "run": script.stem}
         )
         url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
-        before = main_thread_cpu_s(pid)
+        before = thread_cpu_s(pid)
         run = wrk(url, script, args.connections, seconds, name)
         if run.errors:
             raise SystemExit(f"{name}: {run.errors} answers were not 2xx")
-        cpu_us = (main_thread_cpu_s(pid) - before) / (run.requests_per_s * seconds) * 1e6
+        cpu_us = (thread_cpu_s(pid) - before) / (run.requests_per_s * seconds) * 1e6
         return {"req_s": run.requests_per_s, "main_cpu_us": cpu_us}
 
     with procs.spawned_together(commands) as started:

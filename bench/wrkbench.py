@@ -17,6 +17,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -42,6 +43,18 @@ def parse_args() -> tuple[int, list[int], int]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     return args.duration, [int(c) for c in args.connections.split(",")], max(1, args.rounds)
+
+
+def thread_cpu_s(pid: int, tid: int | None = None) -> float:
+    """CPU seconds (user + system) of one thread (default: the process's main thread)."""
+    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of every thread of a process."""
+    return sum(thread_cpu_s(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task"))
 
 
 def _ms(text: str) -> float:
