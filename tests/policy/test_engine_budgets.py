@@ -14,7 +14,7 @@ from costwarden.errors import BudgetExceeded
 from costwarden.policy.budgets import current_period
 from costwarden.policy.config import BudgetRule, EnvRule, PolicyConfig
 from costwarden.policy.engine import AdmissionRequest, PolicyEngine
-from costwarden.policy.events import BudgetEvent, MemoryEventSink
+from costwarden.policy.events import BudgetEvent
 from costwarden.records import Principal, Tags
 from costwarden.state.base import usd_to_units_up
 
@@ -32,11 +32,6 @@ def request(principal=ALICE, cost="0.10", model="gpt-4o", env=None) -> Admission
         max_output_tokens=None,
         worst_case_units=usd_to_units_up(Decimal(cost)),
     )
-
-
-@pytest.fixture
-def sink() -> MemoryEventSink:
-    return MemoryEventSink()
 
 
 def make(backend, clock, sink, *rules: BudgetRule, **config) -> PolicyEngine:

@@ -9,17 +9,17 @@ import pytest
 from costwarden.errors import BreakerOpen, RateLimited
 from costwarden.policy.config import (
     BreakerConfig,
-    PolicyConfig,
     RateLimitRule,
     SessionBreakerConfig,
     VelocityBreakerConfig,
 )
-from costwarden.policy.engine import AdmissionRequest, PolicyEngine
+from costwarden.policy.engine import AdmissionRequest
 from costwarden.policy.events import BreakerEvent, MemoryEventSink
 from costwarden.policy.ratelimit import go_duration, rate_limit_header_pairs
 from costwarden.records import Principal, Tags
 from costwarden.state.base import RateState, usd_to_units_up
 from costwarden.state.memory import MemoryStateBackend
+from tests.policy.conftest import make
 
 KEY = Principal(key_id="k-1", user="u", team="t")
 
@@ -36,15 +36,6 @@ def request(
         worst_case_units=usd_to_units_up(Decimal(cost)),
         fingerprint=fingerprint,
     )
-
-
-@pytest.fixture
-def sink() -> MemoryEventSink:
-    return MemoryEventSink()
-
-
-def make(backend, clock, sink, **config) -> PolicyEngine:
-    return PolicyEngine(PolicyConfig(**config), backend, clock, events=sink)
 
 
 def breaker_events(sink: MemoryEventSink) -> list[tuple[str, str]]:

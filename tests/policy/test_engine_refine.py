@@ -7,11 +7,12 @@ from decimal import Decimal
 import pytest
 
 from costwarden.errors import BudgetExceeded, RateLimited
-from costwarden.policy.config import BudgetRule, PolicyConfig, RateLimitRule
-from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
+from costwarden.policy.config import BudgetRule, RateLimitRule
+from costwarden.policy.engine import Admission, AdmissionRequest
 from costwarden.policy.events import BudgetEvent, MemoryEventSink
 from costwarden.records import Principal, Tags
 from costwarden.state.base import usd_to_units_up
+from tests.policy.conftest import make
 
 ALICE = Principal(key_id="k-alice", user="alice", team="ml")
 
@@ -38,15 +39,6 @@ def bounded(bound_cost: str, exact: Exact, bound_tokens: int = 400) -> Admission
         worst_case_units=usd_to_units_up(Decimal(bound_cost)),
         refine=exact,
     )
-
-
-@pytest.fixture
-def sink() -> MemoryEventSink:
-    return MemoryEventSink()
-
-
-def make(backend, clock, sink, **config) -> PolicyEngine:
-    return PolicyEngine(PolicyConfig(**config), backend, clock, events=sink)
 
 
 def exhausted(sink: MemoryEventSink) -> list[BudgetEvent]:
