@@ -243,9 +243,8 @@ class PolicyEngine:
         """Reserve ``ctx``'s worst case on everything that applies; raises the refusal."""
         pending = self._prepare(ctx)
         outcome = await self._state.admit(pending.plan)
-        if outcome.transition is not None:
-            self._report_velocity(outcome, ctx.principal, pending.now)
-        if not outcome.admitted and self._refine(pending, outcome):
+        self._report_velocity(outcome, ctx.principal, pending.now)
+        if self._refine(pending, outcome):
             outcome = await self._state.admit(pending.plan)
             self._report_velocity(outcome, ctx.principal, pending.now)
         return self._conclude(pending, outcome)
