@@ -21,9 +21,9 @@ class CountingState(MemoryStateBackend):
         super().__init__()
         self.batches: list[int] = []
 
-    async def settle_many(self, settlements, now):  # type: ignore[no-untyped-def]
+    def settle_many_now(self, settlements, now):  # type: ignore[no-untyped-def]
         self.batches.append(len(settlements))
-        return await super().settle_many(settlements, now)
+        return super().settle_many_now(settlements, now)
 
 
 async def test_requests_finishing_together_settle_in_one_batch() -> None:
@@ -64,11 +64,11 @@ async def test_a_failing_batch_is_logged_and_the_next_one_still_runs(
     class Failing(MemoryStateBackend):
         fail = True
 
-        async def settle_many(self, settlements, now):  # type: ignore[no-untyped-def]
+        def settle_many_now(self, settlements, now):  # type: ignore[no-untyped-def]
             if self.fail:
                 self.fail = False
                 raise ConnectionError("state backend down")
-            return await super().settle_many(settlements, now)
+            return super().settle_many_now(settlements, now)
 
     state = Failing()
     engine = PolicyEngine(PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal("9")),)), state)
@@ -82,3 +82,17 @@ async def test_a_failing_batch_is_logged_and_the_next_one_still_runs(
     await batcher.flush()
     # The failed one still holds its reservation (its lease will return it); the other settled.
     assert await state.usage(kept.budgets[0].counter.key) == (Decimal("0.05"), Decimal("0.1"))
+
+
+async def test_in_process_a_batch_is_a_callback_in_the_next_loop_iteration() -> None:
+    state = CountingState()
+    engine = PolicyEngine(PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal("9")),)), state)
+    batcher = SettlementBatcher(engine)
+    first, second = [await engine.admit(admission_request("0.10")) for _ in range(2)]
+    tasks = len(asyncio.all_tasks())
+    batcher.settle(first, Decimal("0.05"), 5)
+    batcher.settle(second, Decimal("0.05"), 5)
+    assert len(asyncio.all_tasks()) == tasks  # no task: nothing in an in-process batch waits
+    await asyncio.sleep(0)
+    assert state.batches == [2]
+    assert await state.usage(first.budgets[0].counter.key) == (Decimal("0.1"), Decimal(0))

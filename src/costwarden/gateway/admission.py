@@ -115,10 +115,16 @@ class Admitter:
         self._router = router
         self._detect_loops = engine.config.breakers.session.loop_repeat_k is not None
         self._reachable_by_model: dict[str, list[Target]] = {}
+        self._immediate = batcher is None and engine.local
 
     @property
     def active(self) -> bool:
         return self._engine.has_controls
+
+    @property
+    def immediate(self) -> bool:
+        """Admission never waits (a backend in this process, no batcher): call ``admit_now``."""
+        return self._immediate
 
     async def admit(
         self,
@@ -130,6 +136,42 @@ class Admitter:
     ) -> Admission:
         """Reserve the worst case of ``body`` (parsed from ``raw``); sets the output bound on
         ``body`` when the client gave none."""
+        request = self._request(api, body, raw, record, max_output)
+        return self._admitted(await self._admit(request), request, api, body)
+
+    def admit_now(
+        self,
+        api: str,
+        body: dict[str, Any],
+        raw: bytes,
+        record: UsageRecord,
+        max_output: int | None,
+    ) -> Admission:
+        """``admit`` when ``immediate``, with no coroutine around it."""
+        request = self._request(api, body, raw, record, max_output)
+        return self._admitted(self._engine.admit_now(request), request, api, body)
+
+    def settle(self, admission: Admission, record: UsageRecord) -> None:
+        """Queue the settlement of the actual cost (batched, see ``settlement``). A request
+        that never reached an upstream is ``release``d instead."""
+        self._leases.drop(admission)
+        self._settlements.settle(admission, record.cost, record.usage.total_tokens)
+
+    async def release(self, admission: Admission) -> None:
+        self._leases.drop(admission)
+        try:
+            await self._engine.release(admission)
+        except Exception:
+            log.exception("releasing reservation %s failed", admission.lease_id)
+
+    def _request(
+        self,
+        api: str,
+        body: dict[str, Any],
+        raw: bytes,
+        record: UsageRecord,
+        max_output: int | None,
+    ) -> AdmissionRequest:
         assert record.principal is not None and record.resolved_model is not None
         model = record.resolved_model
         bound = 1 if api == EMBEDDINGS else max_output
@@ -144,39 +186,26 @@ class Admitter:
 
         else:
             prompt = _size_bound(body, len(raw))
-        admission = await self._admit(
-            AdmissionRequest(
-                principal=record.principal,
-                tags=record.tags,
-                model=model,
-                estimated_input_tokens=prompt,
-                max_output_tokens=bound,
-                worst_case_units=self._worst_case(model, prompt, bound, at),
-                fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
-                refine=refine,
-            )
+        return AdmissionRequest(
+            principal=record.principal,
+            tags=record.tags,
+            model=model,
+            estimated_input_tokens=prompt,
+            max_output_tokens=bound,
+            worst_case_units=self._worst_case(model, prompt, bound, at),
+            fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
+            refine=refine,
         )
+
+    def _admitted(
+        self, admission: Admission, request: AdmissionRequest, api: str, body: dict[str, Any]
+    ) -> Admission:
         self._leases.hold(admission)
-        if bound is None:
+        if request.max_output_tokens is None:  # the client set no bound: the call carries ours
+            model = request.model
             upstream = self._router.targets(model)[0].endpoint.upstream_model or model
             body[_output_field(api, upstream)] = admission.max_output_tokens
         return admission
-
-    async def settle(self, admission: Admission, record: UsageRecord) -> None:
-        """Settle the actual cost (batched, see ``settlement``), or return the reservation
-        at once if the request never reached an upstream."""
-        if not record.attempts:
-            await self.release(admission)
-            return
-        self._leases.drop(admission)
-        self._settlements.settle(admission, record.cost, record.usage.total_tokens)
-
-    async def release(self, admission: Admission) -> None:
-        self._leases.drop(admission)
-        try:
-            await self._engine.release(admission)
-        except Exception:
-            log.exception("releasing reservation %s failed", admission.lease_id)
 
     def _worst_case(self, model: str, prompt: int, max_output: int | None, now: datetime) -> int:
         """The dearest price among the targets this request may reach, at the prices in force

@@ -126,10 +126,16 @@ class ProxyPipeline:
         record.resolved_model = held.resolution.model
         self._resolve(api, record)
         headers: tuple[tuple[bytes, bytes], ...] = ()
-        if self._admitter.active:
-            held.admission = await self._admitter.admit(
-                api, payload, body, record, info.max_output_tokens
-            )
+        admitter = self._admitter
+        if admitter.active:
+            if admitter.immediate:  # in process: no coroutine for work that never waits
+                held.admission = admitter.admit_now(
+                    api, payload, body, record, info.max_output_tokens
+                )
+            else:
+                held.admission = await admitter.admit(
+                    api, payload, body, record, info.max_output_tokens
+                )
             headers = held.admission.header_pairs
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
         flight = Flight(spec, record, t0, headers)
@@ -155,7 +161,10 @@ class ProxyPipeline:
         """Settle the reservation and check the pin, once the record is final."""
         record = held.record
         if held.admission is not None and record is not None:
-            await self._admitter.settle(held.admission, record)
+            if record.attempts:
+                self._admitter.settle(held.admission, record)
+            else:  # it never reached an upstream: nothing was spent
+                await self._admitter.release(held.admission)
         if held.resolution is not None and record is not None and record.reported_model:
             self._s.policy.check_reported_model(held.resolution, record.reported_model)
 

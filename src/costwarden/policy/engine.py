@@ -58,6 +58,7 @@ from costwarden.state.base import (
     MAX_UNITS,
     AdmissionOutcome,
     AdmissionPlan,
+    LocalStateBackend,
     Refusal,
     ScopeKey,
     SessionCheck,
@@ -162,6 +163,7 @@ class PolicyEngine:
     ) -> None:
         self._config = config
         self._state = state
+        self._local = state if isinstance(state, LocalStateBackend) else None
         self._clock = clock
         self._events: EventSink = events or LoggingEventSink()
         self._lease_seconds = lease_seconds
@@ -182,6 +184,11 @@ class PolicyEngine:
     @property
     def config(self) -> PolicyConfig:
         return self._config
+
+    @property
+    def local(self) -> bool:
+        """The backend is in this process: ``admit_now`` / ``settle_many_now`` may be used."""
+        return self._local is not None
 
     @property
     def has_controls(self) -> bool:
@@ -246,6 +253,19 @@ class PolicyEngine:
         self._report_velocity(outcome, ctx.principal, pending.now)
         if self._refine(pending, outcome):
             outcome = await self._state.admit(pending.plan)
+            self._report_velocity(outcome, ctx.principal, pending.now)
+        return self._conclude(pending, outcome)
+
+    def admit_now(self, ctx: AdmissionRequest) -> Admission:
+        """``admit`` on a backend in this process (``local``), with no coroutine around it."""
+        state = self._local
+        if state is None:
+            raise TypeError("admit_now needs a backend in this process; await admit instead")
+        pending = self._prepare(ctx)
+        outcome = state.admit_now(pending.plan)
+        self._report_velocity(outcome, ctx.principal, pending.now)
+        if self._refine(pending, outcome):
+            outcome = state.admit_now(pending.plan)
             self._report_velocity(outcome, ctx.principal, pending.now)
         return self._conclude(pending, outcome)
 
@@ -350,6 +370,27 @@ class PolicyEngine:
         outcomes = await self._state.settle_many(
             [(a.lease_id, cost, tokens) for a, cost, tokens in settlements], now
         )
+        return self._settled(settlements, outcomes, now)
+
+    def settle_many_now(
+        self, settlements: Sequence[tuple[Admission, Decimal | None, int | None]]
+    ) -> list[bool]:
+        """``settle_many`` on a backend in this process (``local``), synchronously."""
+        state = self._local
+        if state is None:
+            raise TypeError("settle_many_now needs a backend in this process")
+        now = self._clock()
+        outcomes = state.settle_many_now(
+            [(a.lease_id, cost, tokens) for a, cost, tokens in settlements], now
+        )
+        return self._settled(settlements, outcomes, now)
+
+    def _settled(
+        self,
+        settlements: Sequence[tuple[Admission, Decimal | None, int | None]],
+        outcomes: Sequence[SettleOutcome],
+        now: float,
+    ) -> list[bool]:
         for (admission, _, _), outcome in zip(settlements, outcomes, strict=True):
             self._report_thresholds(admission, outcome, now)
         return [outcome.applied for outcome in outcomes]

@@ -24,7 +24,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 UNITS_PER_USD = 10**8
 MAX_UNITS = 2**53
@@ -295,6 +295,23 @@ class StateBackend(Protocol):
         """(spent, reserved) of a spend counter, zeros when it does not exist."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LocalStateBackend(StateBackend, Protocol):
+    """A backend in this process, whose admissions and settlements never wait.
+
+    The engine and the gateway call these directly instead of awaiting the coroutines above:
+    in the live gateway each coroutine level of an admission cost ~1-2 µs of (cache-cold) CPU,
+    and a settlement batch scheduled as a task more, for work that never suspends."""
+
+    def admit_now(self, plan: AdmissionPlan) -> AdmissionOutcome:
+        """``admit``, synchronously."""
+
+    def settle_many_now(
+        self, settlements: Sequence[Settlement], now: float
+    ) -> list[SettleOutcome]:
+        """``settle_many``, synchronously."""
 
 
 ReserveResult = AdmissionOutcome  # what ``reserve`` returns: admitted, or which scope refused

@@ -82,10 +82,10 @@ class MemoryStateBackend:
         self._last_lease_due = float("-inf")
 
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
-        return self._admit(plan)
+        return self.admit_now(plan)
 
     async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
-        return [self._admit(plan) for plan in plans]
+        return [self.admit_now(plan) for plan in plans]
 
     async def reserve(
         self,
@@ -96,7 +96,7 @@ class MemoryStateBackend:
         now: float,
     ) -> AdmissionOutcome:
         plan = AdmissionPlan(lease_id, now, expires_at, usd_to_units_up(amount), scopes)
-        return self._admit(plan)
+        return self.admit_now(plan)
 
     async def settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
@@ -104,6 +104,11 @@ class MemoryStateBackend:
         return self._settle(lease_id, actual, actual_tokens, now)
 
     async def settle_many(
+        self, settlements: Sequence[Settlement], now: float
+    ) -> list[SettleOutcome]:
+        return self.settle_many_now(settlements, now)
+
+    def settle_many_now(
         self, settlements: Sequence[Settlement], now: float
     ) -> list[SettleOutcome]:
         return [self._settle(lease, actual, tokens, now) for lease, actual, tokens in settlements]
@@ -167,7 +172,7 @@ class MemoryStateBackend:
 
     # -- admission -------------------------------------------------------------------------
 
-    def _admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
+    def admit_now(self, plan: AdmissionPlan) -> AdmissionOutcome:
         # The hot path of every controlled request: written flat (few calls, no per-bucket
         # objects until the answer is known), since each call and object shows in throughput.
         now = plan.now
