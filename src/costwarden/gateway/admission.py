@@ -14,16 +14,18 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from costwarden.gateway.admission_batch import AdmissionBatcher
-from costwarden.gateway.routing import Router, Target
+from costwarden.gateway.routing import Router
 from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.pricing.genai import ALWAYS_FROM, ALWAYS_UNTIL, Window
 from costwarden.pricing.resolved import WORST_CASE_SCALE
 from costwarden.providers.base import CHAT, EMBEDDINGS
 from costwarden.records import UsageRecord
@@ -114,7 +116,8 @@ class Admitter:
         self._tokens = tokens
         self._router = router
         self._detect_loops = engine.config.breakers.session.loop_repeat_k is not None
-        self._reachable_by_model: dict[str, list[Target]] = {}
+        self._default_output = engine.config.default_max_output_tokens
+        self._worst_rates: dict[str, _WorstRates] = {}  # per model; fixed by the config
         self._immediate = batcher is None and engine.local
 
     @property
@@ -210,23 +213,37 @@ class Admitter:
     def _worst_case(self, model: str, prompt: int, max_output: int | None, now: datetime) -> int:
         """The dearest price among the targets this request may reach, at the prices in force
         when it arrived (those it is billed at), in counter units rounded up."""
-        output = max_output or self._engine.config.default_max_output_tokens
+        output = max_output or self._default_output
+        rates = self._worst_rates.get(model)
+        if rates is None or not rates.window.contains(now):
+            rates = self._worst_rates[model] = self._reachable_rates(model, now)
         worst = 0
-        for target in self._reachable(model):
-            price = self._prices.price_for(target.model, target.endpoint, now)
-            if price is not None:  # unpriced targets are rejected before this by default
-                worst = max(worst, price.worst_case_scaled(prompt, output))
+        for per_input, per_output, per_request in rates.rates:
+            cost = per_input * prompt + per_output * output + per_request
+            worst = max(worst, cost)
         return -(-worst // _SCALE_PER_UNIT)
 
-    def _reachable(self, model: str) -> list[Target]:
-        """Every (model, endpoint) a request for ``model`` may go to, fallbacks included,
-        whatever their health: fixed by the config, so worked out once per model."""
-        targets = self._reachable_by_model.get(model)
-        if targets is None:
-            chain = (model, *self._router.fallbacks(model))
-            targets = [t for name in chain for t in self._router.targets(name)]
-            self._reachable_by_model[model] = targets
-        return targets
+    def _reachable_rates(self, model: str, now: datetime) -> _WorstRates:
+        """The worst-case rates of every (model, endpoint) a request for ``model`` may go to,
+        fallbacks included, whatever their health, and until when they all hold. Unpriced
+        targets are left out: they are rejected before this by default."""
+        chain = (model, *self._router.fallbacks(model))
+        rates = []
+        valid_from, valid_until = ALWAYS_FROM, ALWAYS_UNTIL
+        for target in (t for name in chain for t in self._router.targets(name)):
+            price, window = self._prices.resolution(target.model, target.endpoint, now)
+            valid_from = max(valid_from, window.valid_from)
+            valid_until = min(valid_until, window.valid_until)
+            if price is not None:
+                rates.append(price.worst_rates)
+        return _WorstRates(tuple(rates), Window(valid_from, valid_until))
+
+
+@dataclass(frozen=True, slots=True)
+class _WorstRates:
+    rates: tuple[tuple[int, int, int], ...]  # ``ResolvedPrice.worst_rates`` of each target
+    window: Window  # when every one of them holds
+
 
 def request_fingerprint(body: dict[str, Any], raw: bytes) -> str:
     """The request with what changes between identical agent steps left out, hashed.

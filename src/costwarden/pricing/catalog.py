@@ -56,15 +56,22 @@ class PriceBook:
         ``model`` and ``endpoint`` are those of this PriceBook's settings: the cache is keyed
         by their names.
         """
+        return self.resolution(model, endpoint, at)[0]
+
+    def resolution(
+        self, model: ModelConfig, endpoint: EndpointConfig, at: datetime
+    ) -> tuple[ResolvedPrice | None, Window]:
+        """``price_for``, with the window in which that answer holds (for callers that
+        keep something derived from the price)."""
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         key = (model.name, endpoint.name)
         cached = self._cache.get(key)
         if cached is not None and cached[1].contains(at):
-            return cached[0]
+            return cached
         resolution = _resolve(model, endpoint, at)
         self._remember(key, resolution)
-        return resolution[0]
+        return resolution
 
     def describe(
         self, model: ModelConfig, endpoint: EndpointConfig, at: datetime | None = None

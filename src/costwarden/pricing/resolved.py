@@ -120,6 +120,12 @@ class ResolvedPrice:
             + rates.per_request
         )
 
+    @property
+    def worst_rates(self) -> tuple[int, int, int]:
+        """(dearest input rate, output rate, per request) in 1 / ``WORST_CASE_SCALE`` USD per
+        token, rounded up: ``worst_case_scaled`` is input·[0] + output·[1] + [2]."""
+        return self._worst_rates
+
     def worst_case_scaled(self, input_tokens: int, max_output_tokens: int) -> int:
         """``worst_case`` in 1 / ``WORST_CASE_SCALE`` USD, rounded up: never below it."""
         per_input, per_output, per_request = self._worst_rates

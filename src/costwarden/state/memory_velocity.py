@@ -62,6 +62,8 @@ def check_velocity(
 ) -> tuple[BreakerTransition | None, AdmissionOutcome | None, bool]:
     """(transition, refusal or None, admit as probe) for the key's spend-velocity breaker."""
     threshold = check.threshold_units
+    if velocity.state == "closed" and velocity.previous + velocity.current <= threshold:
+        return None, None, False  # the usual case: the rate is at most previous + current
     transition: BreakerTransition | None = None
     if velocity.state == "open":
         if now < velocity.open_until:
