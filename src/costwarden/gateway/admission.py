@@ -129,30 +129,17 @@ class Admitter:
         """Admission never waits (a backend in this process, no batcher): call ``admit_now``."""
         return self._immediate
 
-    async def admit(
-        self,
-        api: str,
-        body: dict[str, Any],
-        raw: bytes,
-        record: UsageRecord,
-        max_output: int | None,
-    ) -> Admission:
-        """Reserve the worst case of ``body`` (parsed from ``raw``); sets the output bound on
-        ``body`` when the client gave none."""
-        request = self._request(api, body, raw, record, max_output)
-        return self._admitted(await self._admit(request), request, api, body)
+    async def admit(self, request: AdmissionRequest) -> Admission:
+        """Reserve the worst case of ``request`` (see ``request``) and keep its lease alive."""
+        admission = await self._admit(request)
+        self._leases.hold(admission)
+        return admission
 
-    def admit_now(
-        self,
-        api: str,
-        body: dict[str, Any],
-        raw: bytes,
-        record: UsageRecord,
-        max_output: int | None,
-    ) -> Admission:
+    def admit_now(self, request: AdmissionRequest) -> Admission:
         """``admit`` when ``immediate``, with no coroutine around it."""
-        request = self._request(api, body, raw, record, max_output)
-        return self._admitted(self._engine.admit_now(request), request, api, body)
+        admission = self._engine.admit_now(request)
+        self._leases.hold(admission)
+        return admission
 
     def settle(self, admission: Admission, record: UsageRecord) -> None:
         """Queue the settlement of the actual cost (batched, see ``settlement``). A request
@@ -167,7 +154,7 @@ class Admitter:
         except Exception:
             log.exception("releasing reservation %s failed", admission.lease_id)
 
-    def _request(
+    def request(
         self,
         api: str,
         body: dict[str, Any],
@@ -175,6 +162,9 @@ class Admitter:
         record: UsageRecord,
         max_output: int | None,
     ) -> AdmissionRequest:
+        """What to admit for ``body`` (parsed from ``raw``). When the client set no output
+        bound, ``body`` gets the policy's default one: what is reserved is what the upstream
+        call may generate."""
         assert record.principal is not None and record.resolved_model is not None
         model = record.resolved_model
         bound = 1 if api == EMBEDDINGS else max_output
@@ -189,7 +179,7 @@ class Admitter:
 
         else:
             prompt = _size_bound(body, len(raw))
-        return AdmissionRequest(
+        request = AdmissionRequest(
             principal=record.principal,
             tags=record.tags,
             model=model,
@@ -199,16 +189,10 @@ class Admitter:
             fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
             refine=refine,
         )
-
-    def _admitted(
-        self, admission: Admission, request: AdmissionRequest, api: str, body: dict[str, Any]
-    ) -> Admission:
-        self._leases.hold(admission)
-        if request.max_output_tokens is None:  # the client set no bound: the call carries ours
-            model = request.model
+        if bound is None:
             upstream = self._router.targets(model)[0].endpoint.upstream_model or model
-            body[_output_field(api, upstream)] = admission.max_output_tokens
-        return admission
+            body[_output_field(api, upstream)] = self._default_output
+        return request
 
     def _worst_case(self, model: str, prompt: int, max_output: int | None, now: datetime) -> int:
         """The dearest price among the targets this request may reach, at the prices in force

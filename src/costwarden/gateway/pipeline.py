@@ -128,14 +128,11 @@ class ProxyPipeline:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         admitter = self._admitter
         if admitter.active:
-            if admitter.immediate:  # in process: no coroutine for work that never waits
-                held.admission = admitter.admit_now(
-                    api, payload, body, record, info.max_output_tokens
-                )
-            else:
-                held.admission = await admitter.admit(
-                    api, payload, body, record, info.max_output_tokens
-                )
+            request = admitter.request(api, payload, body, record, info.max_output_tokens)
+            # In process: a plain call, no coroutine, for work that never waits.
+            held.admission = (
+                admitter.admit_now(request) if admitter.immediate else await admitter.admit(request)
+            )
             headers = held.admission.header_pairs
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
         flight = Flight(spec, record, t0, headers)

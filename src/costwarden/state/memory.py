@@ -191,9 +191,10 @@ class MemoryStateBackend:
         probe = False
         if check is not None:
             velocity = self._keep_velocity(check, now)
-            transition, refused, probe = check_velocity(velocity, check, now)
-            if refused is not None:
-                return refused
+            if not velocity.quiet(check.threshold_units):
+                transition, refused, probe = check_velocity(velocity, check, now)
+                if refused is not None:
+                    return refused
         new_tats, refused = self._rate_tats(plan)
         if refused is not None:
             return refused

@@ -32,6 +32,11 @@ class VelocityState:
     previous: int = 0  # units spent in the bucket before
     expires_at: float = 0.0
 
+    def quiet(self, threshold_units: int) -> bool:
+        """Closed, and cannot be over ``threshold_units``: the sliding-window rate is at most
+        ``previous + current``. The usual case, decided without the rate's arithmetic."""
+        return self.state == "closed" and self.previous + self.current <= threshold_units
+
     def rate(self, now: float) -> float:
         """Sliding-window estimate of units spent in the last minute."""
         index = math.floor(now / VELOCITY_BUCKET_S)
@@ -62,8 +67,6 @@ def check_velocity(
 ) -> tuple[BreakerTransition | None, AdmissionOutcome | None, bool]:
     """(transition, refusal or None, admit as probe) for the key's spend-velocity breaker."""
     threshold = check.threshold_units
-    if velocity.state == "closed" and velocity.previous + velocity.current <= threshold:
-        return None, None, False  # the usual case: the rate is at most previous + current
     transition: BreakerTransition | None = None
     if velocity.state == "open":
         if now < velocity.open_until:
