@@ -31,8 +31,6 @@ from zoneinfo import ZoneInfo
 from costwarden.errors import PolicyRejection
 from costwarden.policy import budgets, pinning
 from costwarden.policy.breakers import (
-    breaker_name,
-    breaker_open,
     velocity_subject,
 )
 from costwarden.policy.budget_status import (
@@ -52,7 +50,8 @@ from costwarden.policy.plans import (
     PlanCache,
     SessionPartsCache,
 )
-from costwarden.policy.ratelimit import rate_limit_header_pairs, rate_limited
+from costwarden.policy.ratelimit import rate_limit_header_pairs
+from costwarden.policy.refusals import refusal_error
 from costwarden.records import Principal, Tags
 from costwarden.state.base import (
     MAX_UNITS,
@@ -326,7 +325,10 @@ class PolicyEngine:
         input_tokens, units = refine()  # the bound was refused: try the exact count
         plan = pending.plan
         pending.plan_for(
-            plan.lease_id, plan.expires_at, input_tokens + pending.max_output, units,
+            plan.lease_id,
+            plan.expires_at,
+            input_tokens + pending.max_output,
+            units,
             tentative=False,
         )
         return True
@@ -334,9 +336,16 @@ class PolicyEngine:
     def _conclude(self, pending: _Pending, outcome: AdmissionOutcome) -> Admission:
         ctx, compiled, plan = pending.ctx, pending.compiled, pending.plan
         if not outcome.admitted:
-            raise self._refusal(
-                outcome, ctx, compiled.budgets, pending.now,
-                tokens=pending.tokens, amount=plan.amount,
+            raise refusal_error(
+                outcome,
+                self._config,
+                self._events,
+                compiled.budgets,
+                pending.now,
+                model=ctx.model,
+                fingerprint=ctx.fingerprint,
+                tokens=pending.tokens,
+                amount=plan.amount,
             )
         return Admission(
             plan.lease_id,
@@ -417,45 +426,6 @@ class PolicyEngine:
         """Keep a long-running request's reservation alive for another lease period."""
         now = self._clock()
         return await self._state.renew(admission.lease_id, now + self._lease_seconds, now)
-
-    def _refusal(
-        self,
-        outcome: AdmissionOutcome,
-        ctx: AdmissionRequest,
-        applicable: tuple[BudgetScope, ...],
-        now: float,
-        *,
-        tokens: int,
-        amount: Decimal,
-    ) -> PolicyRejection:
-        if outcome.refusal is Refusal.RATE:
-            return rate_limited(outcome, tokens)
-        if outcome.refusal is Refusal.BUDGET:
-            scope = next((b for b in applicable if b.counter.key == outcome.refused_key), None)
-            if scope is not None and outcome.usage is not None:
-                if outcome.first_refusal:
-                    self._events.emit(budgets.exhausted_event(scope, outcome.usage, now))
-                return budgets.budget_exceeded(scope, outcome.usage, amount, now)
-        subject = outcome.refused_key or "request"
-        limit = self._breaker_limit(outcome)
-        if outcome.refusal in (Refusal.LOOP, Refusal.MAX_STEPS) or (
-            outcome.refusal is Refusal.BUDGET and outcome.first_refusal
-        ):
-            details = {"fingerprint": ctx.fingerprint, "model": ctx.model, "limit": limit}
-            self._events.emit(BreakerEvent(breaker_name(outcome), "open", subject, now, details))
-        return breaker_open(outcome, subject, limit)
-
-    def _breaker_limit(self, outcome: AdmissionOutcome) -> str | None:
-        session = self._config.breakers.session
-        if outcome.refusal is Refusal.MAX_STEPS:
-            return f"{session.max_steps} steps"
-        if outcome.refusal is Refusal.LOOP:
-            return f"{session.loop_repeat_k} repeats in {session.loop_window_s:g}s"
-        if outcome.refusal is Refusal.BUDGET:
-            return budgets.usd(session.max_spend_usd or Decimal(0))
-        if outcome.refusal is Refusal.VELOCITY_OPEN:
-            return f"{budgets.usd(self._config.breakers.velocity.usd_per_minute or Decimal(0))}/min"
-        return None
 
     def _report_velocity(self, outcome: AdmissionOutcome, principal: Principal, now: float) -> None:
         if outcome.transition is None:
