@@ -1,22 +1,23 @@
 """Redis counters shared by any number of gateway replicas.
 
 One Lua script per admission (budgets, rate limits and breakers together) and one per
-settlement, so each costs one round trip and is atomic across replicas. Scripts are loaded
-once and run by SHA (redis-py falls back to EVAL if the server lost its script cache).
+settlement, so each costs one round trip and is atomic across replicas. Scripts run by SHA on
+connections of their own (``redis_connections``: redis-py's pool costs more CPU per call than
+the rest of the call), loaded again if the server lost its script cache.
 Expired leases (a replica died mid-request) are swept inside the admission script, so no
 separate job is needed for correctness; ``sweep_expired`` exists for idle periods and tests.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.commands.core import AsyncScript
 
 from costwarden.state import redis_scripts
 from costwarden.state.base import (
@@ -37,6 +38,10 @@ from costwarden.state.base import (
     units_to_usd,
     usd_to_units_up,
 )
+from costwarden.state.redis_connections import Script, ScriptConnections
+
+# A loaded script: call with keys= and args=, as the scripts' connections run it.
+_ScriptCall = Callable[..., Awaitable[Any]]
 
 
 class RedisStateBackend:
@@ -44,8 +49,11 @@ class RedisStateBackend:
         self._redis = client
         self._prefix = "{" + key_prefix + "}:"
 
-        def load(source: str) -> AsyncScript:
-            return client.register_script(
+        pool = client.connection_pool
+        self._scripts = ScriptConnections(pool.make_connection, pool.max_connections)
+
+        def load(source: str) -> _ScriptCall:
+            script = Script(
                 redis_scripts.render(
                     source,
                     retention_s=math.ceil(FINISHED_LEASE_RETENTION_S),
@@ -54,6 +62,7 @@ class RedisStateBackend:
                     slack_s=GCRA_SLACK_S,
                 )
             )
+            return functools.partial(self._scripts.run, script)
 
         self._admit = load(redis_scripts.ADMIT)
         self._admit_many = load(redis_scripts.ADMIT_MANY)
@@ -173,6 +182,7 @@ class RedisStateBackend:
         return units_to_usd(int(spent or 0)), units_to_usd(int(reserved or 0))
 
     async def aclose(self) -> None:
+        await self._scripts.aclose()
         await self._redis.aclose()
 
     # -- encoding --------------------------------------------------------------------------
