@@ -187,7 +187,8 @@ class StateConfig(_Model):
 
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_max_connections: int = Field(default=64, gt=0)  # per replica; bursts wait for one
+    # Per replica, for the scripts and for other commands each; a burst waits for one.
+    redis_max_connections: int = Field(default=64, gt=0)
     # Every key is "{<prefix>}:...": one hash tag, so multi-key scripts run on Redis Cluster.
     key_prefix: str = Field(default="cw", min_length=1)
     # A reservation not settled or released within this is returned (dead replica); the
