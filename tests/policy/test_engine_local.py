@@ -10,29 +10,20 @@ from costwarden.errors import BudgetExceeded
 from costwarden.policy.config import BudgetRule
 from costwarden.policy.engine import AdmissionRequest
 from costwarden.policy.events import BudgetEvent
-from costwarden.records import Principal, Tags
+from costwarden.state.base import usd_to_units_up
 from costwarden.state.memory import MemoryStateBackend
 from costwarden.state.redis import RedisStateBackend
 from tests.policy.conftest import make
-
-ALICE = Principal(key_id="k-alice", user="alice", team="ml")
+from tests.support.admissions import admission_request
 
 
 def request(cost: str, refine_to: str | None = None) -> AdmissionRequest:
-    exact = None if refine_to is None else (lambda: (100, _units(refine_to)))
-    return AdmissionRequest(
-        principal=ALICE,
-        tags=Tags(),
-        model="gpt-4o",
-        estimated_input_tokens=400,
-        max_output_tokens=100,
-        worst_case_units=_units(cost),
-        refine=exact,
-    )
-
-
-def _units(usd: str) -> int:
-    return int(Decimal(usd) * 10**8)
+    """``admission_request``, optionally with an exact count that costs ``refine_to``."""
+    admission = admission_request(cost)
+    if refine_to is not None:
+        exact = (100, usd_to_units_up(Decimal(refine_to)))
+        admission.refine = lambda: exact
+    return admission
 
 
 async def test_admit_now_and_settle_many_now_keep_the_budget_like_the_coroutines(clock, sink):
