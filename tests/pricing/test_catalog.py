@@ -15,6 +15,7 @@ from genai_prices.types import ModelPrice
 from costwarden.config import ModelConfig, Settings, settings_from_dict
 from costwarden.pricing import PriceBook, ResolvedPrice
 from costwarden.pricing.genai import price_from_model_price
+from costwarden.pricing.resolved import WORST_CASE_SCALE
 from costwarden.records import TokenUsage
 
 AT = datetime(2025, 9, 1, 12, 0, tzinfo=UTC)
@@ -129,6 +130,10 @@ def test_tiered_price_switches_at_the_threshold() -> None:
     assert above.output == Decimal(10)
     # The reservation bound takes the top tier whatever the prompt size.
     assert price.worst_case(1000, 1_000_000) == Decimal("0.0025") + Decimal(10)
+    # In integer units (what admission reserves) it is never below the Decimal bound.
+    per_input, per_output, per_request = price.worst_rates
+    scaled = per_input * 1000 + per_output * 1_000_000 + per_request
+    assert Decimal(scaled) / WORST_CASE_SCALE == price.worst_case(1000, 1_000_000)
 
 
 def test_price_change_dates_are_honoured_and_versioned() -> None:

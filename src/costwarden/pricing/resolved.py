@@ -123,13 +123,9 @@ class ResolvedPrice:
     @property
     def worst_rates(self) -> tuple[int, int, int]:
         """(dearest input rate, output rate, per request) in 1 / ``WORST_CASE_SCALE`` USD per
-        token, rounded up: ``worst_case_scaled`` is input·[0] + output·[1] + [2]."""
+        token, rounded up: input·[0] + output·[1] + [2] is a request's worst case in those
+        units, never below ``worst_case``."""
         return self._worst_rates
-
-    def worst_case_scaled(self, input_tokens: int, max_output_tokens: int) -> int:
-        """``worst_case`` in 1 / ``WORST_CASE_SCALE`` USD, rounded up: never below it."""
-        per_input, per_output, per_request = self._worst_rates
-        return per_input * input_tokens + per_output * max_output_tokens + per_request
 
     def discounted(self, discount_pct: Decimal) -> ResolvedPrice:
         """The same price with a negotiated percentage off every component."""
