@@ -1,4 +1,5 @@
-"""Group commit of admissions: requests arriving during a round trip share the next one."""
+"""Admissions taken together: in process, those of one loop iteration in one callback; on
+Redis, those arriving during a round trip in the next one (group commit)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from costwarden.errors import BudgetExceeded
-from costwarden.gateway.admission_batch import AdmissionBatcher
+from costwarden.gateway.admission_batch import AdmissionBatcher, InProcessAdmissions
 from costwarden.policy.config import BudgetRule, PolicyConfig
-from costwarden.policy.engine import PolicyEngine
+from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 from costwarden.state.memory import MemoryStateBackend
 from tests.support.admissions import admission_request
 
@@ -90,3 +91,69 @@ async def test_a_failing_backend_fails_the_whole_batch_and_recovers() -> None:
     kinds = [type(r).__name__ for r in results]
     assert kinds == ["Admission", "ConnectionError", "ConnectionError"]
     assert (await batcher.admit(admission_request("0.10"))).reserved_usd == Decimal("0.10")
+
+
+# -- in process: the admissions of one event-loop iteration, in one callback ---------------
+
+
+class Slot:
+    admission: Admission | None = None
+
+
+def in_process(engine: PolicyEngine) -> InProcessAdmissions[AdmissionRequest]:
+    return InProcessAdmissions(engine.admit_now)
+
+
+async def test_in_process_admissions_of_one_iteration_are_taken_together_in_order() -> None:
+    state = MemoryStateBackend()
+    batch = in_process(engine_with(state, "1"))
+    slots = [Slot() for _ in range(4)]
+    futures = [batch.admit(admission_request("0.30"), slot) for slot in slots]
+    assert not state._leases  # queued, nothing reserved yet
+    await asyncio.sleep(0)  # one loop iteration: the batch ran
+    assert all(future.done() for future in futures)
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["Admission"] * 3 + ["BudgetExceeded"]
+    assert [slot.admission for slot in slots] == [*results[:3], None]
+    key = slots[0].admission.budgets[0].counter.key  # type: ignore[union-attr]
+    assert await state.usage(key) == (Decimal(0), Decimal("0.9"))
+
+
+async def test_the_slot_holds_the_admission_before_its_request_wakes_up() -> None:
+    batch = in_process(engine_with(MemoryStateBackend(), "1"))
+    slot = Slot()
+    future = batch.admit(admission_request("0.30"), slot)
+    seen: list[Admission | None] = []
+    future.add_done_callback(lambda _: seen.append(slot.admission))
+    admission = await future
+    # A request cancelled between the answer and its wake-up still finds its reservation in
+    # the slot, so the pipeline's clean-up returns it.
+    assert seen == [admission]
+
+
+async def test_a_request_cancelled_before_its_batch_reserves_nothing() -> None:
+    state = MemoryStateBackend()
+    batch = in_process(engine_with(state, "1"))
+    gone, kept = Slot(), Slot()
+    cancelled = batch.admit(admission_request("0.40"), gone)
+    admitted = batch.admit(admission_request("0.20"), kept)
+    cancelled.cancel()
+    admission = await admitted
+    assert gone.admission is None
+    assert await state.usage(admission.budgets[0].counter.key) == (Decimal(0), Decimal("0.2"))
+
+
+async def test_an_error_fails_its_own_request_only() -> None:
+    engine = engine_with(MemoryStateBackend(), "1")
+
+    def admit(request: AdmissionRequest) -> Admission:
+        if request.estimated_input_tokens == 13:
+            raise RuntimeError("a bug in one admission")
+        return engine.admit_now(request)
+
+    batch = InProcessAdmissions(admit)
+    broken = admission_request("0.10")
+    broken.estimated_input_tokens = 13
+    futures = [batch.admit(r, Slot()) for r in (admission_request(), broken, admission_request())]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["Admission", "RuntimeError", "Admission"]

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from costwarden.gateway.admission_batch import AdmissionBatcher
+from costwarden.gateway.admission_batch import AdmissionBatcher, AdmissionSlot, InProcessAdmissions
 from costwarden.gateway.routing import Router
 from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
@@ -49,6 +49,10 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 # Fields that change between identical agent steps without changing what is asked.
 _VOLATILE_FIELDS = frozenset(("stream", "stream_options", "user", "metadata", "x_fake"))
+
+# What the gateway asks to admit: (api, parsed body, raw body, record, client's output bound);
+# the arguments of ``Admitter.request``.
+_Ask = tuple[str, dict[str, Any], bytes, UsageRecord, int | None]
 
 
 class LeaseKeeper:
@@ -119,6 +123,9 @@ class Admitter:
         self._default_output = engine.config.default_max_output_tokens
         self._worst_rates: dict[str, _WorstRates] = {}  # per model; fixed by the config
         self._immediate = batcher is None and engine.local
+        self._in_process: InProcessAdmissions[_Ask] | None = (
+            InProcessAdmissions(self._admit_ask) if self._immediate else None
+        )
 
     @property
     def active(self) -> bool:
@@ -128,6 +135,31 @@ class Admitter:
     def immediate(self) -> bool:
         """Admission never waits (a backend in this process, no batcher): call ``admit_now``."""
         return self._immediate
+
+    def reserve(
+        self,
+        api: str,
+        body: dict[str, Any],
+        raw: bytes,
+        record: UsageRecord,
+        max_output: int | None,
+        *,
+        slot: AdmissionSlot,
+    ) -> Awaitable[Admission]:
+        """What the gateway calls: ``request`` + ``admit``, the admission also put in ``slot``
+        (raises the refusal). In process it is queued and taken with the rest of this
+        event-loop iteration's admissions, back to back (see ``admission_batch``)."""
+        ask = (api, body, raw, record, max_output)
+        if self._in_process is not None:
+            return self._in_process.admit(ask, slot)
+        return self._reserve_remote(ask, slot)
+
+    async def _reserve_remote(self, ask: _Ask, slot: AdmissionSlot) -> Admission:
+        slot.admission = admission = await self.admit(self.request(*ask))
+        return admission
+
+    def _admit_ask(self, ask: _Ask) -> Admission:
+        return self.admit_now(self.request(*ask))
 
     async def admit(self, request: AdmissionRequest) -> Admission:
         """Reserve the worst case of ``request`` (see ``request``) and keep its lease alive."""

@@ -128,12 +128,10 @@ class ProxyPipeline:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         admitter = self._admitter
         if admitter.active:
-            request = admitter.request(api, payload, body, record, info.max_output_tokens)
-            # In process: a plain call, no coroutine, for work that never waits.
-            held.admission = (
-                admitter.admit_now(request) if admitter.immediate else await admitter.admit(request)
+            admission = await admitter.reserve(
+                api, payload, body, record, info.max_output_tokens, slot=held
             )
-            headers = held.admission.header_pairs
+            headers = admission.header_pairs
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
         flight = Flight(spec, record, t0, headers)
         self._append_pending(record)
