@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
-from wrkbench import Run, parse_args, process_cpu_s, report, thread_cpu_s, wrk
+from wrkbench import Run, parse_args, process_cpu_s, report, rotated, thread_cpu_s, wrk
 
 REDIS_URL = os.environ.get("COSTWARDEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIANTS = ("none", "memory", "redis")
@@ -160,7 +160,7 @@ def measure(
             drive(variant, 8, 2, "warm", 0)
         for index in range(rounds):  # interleaved: a slow spell of the machine hits all
             for c in conns:
-                for variant in VARIANTS:
+                for variant in rotated(VARIANTS, index):
                     runs.append(drive(variant, c, seconds, variant, index))
     return runs
 

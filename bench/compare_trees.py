@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_controls import _WRK_SCRIPT, SESSIONS, gateway_config
 from tests.support import procs
-from wrkbench import RESULTS, thread_cpu_s, wrk
+from wrkbench import RESULTS, rotated, thread_cpu_s, wrk
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,9 +91,9 @@ def measure(args: argparse.Namespace, trees: dict[str, str], tmp: Path) -> dict[
         pids = dict(zip(ports, (p.pid for p in started[1:]), strict=True))
         for name, pid in pids.items():
             drive(name, pid, 2)  # warm pools, caches and counters
-        for _ in range(args.rounds):
-            for name, pid in pids.items():
-                rounds[name].append(drive(name, pid, args.duration))
+        for index in range(args.rounds):
+            for name in rotated(tuple(pids), index):
+                rounds[name].append(drive(name, pids[name], args.duration))
     return rounds
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,6 +76,11 @@ class LeaseKeeper:
     def drop(self, admission: Admission) -> None:
         self._held.pop(admission.lease_id, None)
 
+    @property
+    def holding(self) -> bool:
+        """Some admitted request has not finished yet."""
+        return bool(self._held)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lease-keeper")
 
@@ -136,7 +141,7 @@ class Admitter:
         """Admission never waits (a backend in this process, no batcher): call ``admit_now``."""
         return self._immediate
 
-    def reserve(
+    async def reserve(
         self,
         api: str,
         body: dict[str, Any],
@@ -145,17 +150,21 @@ class Admitter:
         max_output: int | None,
         *,
         slot: AdmissionSlot,
-    ) -> Awaitable[Admission]:
+    ) -> Admission:
         """What the gateway calls: ``request`` + ``admit``, the admission also put in ``slot``
-        (raises the refusal). In process it is queued and taken with the rest of this
-        event-loop iteration's admissions, back to back (see ``admission_batch``)."""
-        ask = (api, body, raw, record, max_output)
-        if self._in_process is not None:
-            return self._in_process.admit(ask, slot)
-        return self._reserve_remote(ask, slot)
+        (raises the refusal).
 
-    async def _reserve_remote(self, ask: _Ask, slot: AdmissionSlot) -> Admission:
-        slot.admission = admission = await self.admit(self.request(*ask))
+        In process, while other requests are in flight, it is queued and taken with the rest
+        of this event-loop iteration's admissions, back to back (see ``admission_batch``); a
+        request alone has nothing to be batched with and is admitted at once."""
+        ask = (api, body, raw, record, max_output)
+        batch = self._in_process
+        if batch is None:
+            slot.admission = admission = await self.admit(self.request(*ask))
+        elif batch.queued or self._leases.holding:
+            admission = await batch.admit(ask, slot)
+        else:
+            slot.admission = admission = self._admit_ask(ask)
         return admission
 
     def _admit_ask(self, ask: _Ask) -> Admission:

@@ -63,6 +63,11 @@ class InProcessAdmissions(Generic[Ask]):
         self._pending: list[tuple[Ask, AdmissionSlot, asyncio.Future[Admission]]] = []
         self._callback: asyncio.Handle | None = None
 
+    @property
+    def queued(self) -> bool:
+        """Admissions are waiting for this iteration's batch."""
+        return bool(self._pending)
+
     def admit(self, ask: Ask, slot: AdmissionSlot) -> asyncio.Future[Admission]:
         """Queue ``ask``; the future gets its admission (also put in ``slot``) or refusal
         within the next loop iteration."""
