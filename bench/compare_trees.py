@@ -14,8 +14,12 @@ tree's added µs per request and share of the no-controls throughput are medians
 values. Writes bench/results/compare.json.
 
 Measured on the 2-vCPU development machine: two identical trees differ by up to ~6 µs per
-request over 4 rounds, and a variant's median moves by ±10 µs between runs, so effects under
-~10 µs need several runs to be believed.
+request over 4 rounds on a quiet day, and by up to ~30 µs on a noisy one, when a variant's
+median moves by ±40 µs between runs. Rounds rotate the order of the targets (see
+``wrkbench.rotated``). ``--together`` drives every target at once instead, each with its own
+wrk, so that all of them meet the same spell of the machine: the CPU each spends per request
+is then paired in time, which resolved a difference that sequential runs blurred (see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="drive all targets at the same time (paired by time) instead of one after another",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -92,9 +103,34 @@ def measure(args: argparse.Namespace, trees: dict[str, str], tmp: Path) -> dict[
         for name, pid in pids.items():
             drive(name, pid, 2)  # warm pools, caches and counters
         for index in range(args.rounds):
+            if args.together:
+                for name, result in drive_together(drive, pids, args.duration).items():
+                    rounds[name].append(result)
+                continue
             for name in rotated(tuple(pids), index):
                 rounds[name].append(drive(name, pids[name], args.duration))
     return rounds
+
+
+def drive_together(
+    drive: Callable[[str, int, int], dict[str, float]], pids: dict[str, int], seconds: int
+) -> dict[str, dict[str, float]]:
+    """Every target at once, each by its own wrk: all of them see the same spell of the
+    machine, so their CPU per request compares without the drift between sequential runs
+    (they share the cores, so each runs slower than alone: compare them, not the absolutes)."""
+    results: dict[str, dict[str, float]] = {}
+
+    def run(name: str) -> None:
+        results[name] = drive(name, pids[name], seconds)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in pids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if len(results) != len(pids):
+        raise SystemExit("a wrk run failed; see above")
+    return results
 
 
 def summarise(rounds: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
