@@ -1,18 +1,18 @@
 """Admissions taken together: in process, those of one event-loop iteration; on Redis, those
 arriving during a round trip.
 
-**In process** (``InProcessAdmissions``): a request does not run its admission where it stands
-but queues it; one callback per event-loop iteration (``call_soon``) then admits everything
-queued, back to back, and wakes each request with its answer. Nothing waits in there, so this
-is about the CPU caches, not round trips: in the live gateway, between one request's admission
-and the next the rest of the pipeline (HTTP parsing, JSON, the upstream client, the ledger)
-evicts the admission code and its data, and an admission taken alone cost ~48 µs of CPU
-(measured in the gateway at 32 connections), against ~9 µs for the same code warm. At 32
-connections ~10 requests queue per iteration, so all but the first run warm; measured side by
-side (``bench/compare_trees.py``), the controls' added CPU per request fell from +52..+75 µs to
-+11..+32 µs. A request alone pays for a future and one more loop iteration (a few µs).
-The batch is a plain callback running synchronous code: admissions stay atomic, in arrival
-order.
+**In process** (``InProcessAdmissions``): a request that arrives while others are in flight
+does not run its admission where it stands but queues it; one callback per event-loop
+iteration (``call_soon``) then admits everything queued, back to back, and wakes each request
+with its answer. Nothing waits in there, so this is about the CPU caches, not round trips: in
+the live gateway, between one request's admission and the next the rest of the pipeline (HTTP
+parsing, JSON, the upstream client, the ledger) evicts the admission code and its data. Timed
+in the gateway at 32 connections, an admission taken alone cost ~48 µs of CPU (~17 µs in a
+warm loop); in the iteration's batch (~8 requests) ~24 µs median. Side by side with admissions
+taken one by one (``bench/compare_trees.py``, docs/benchmarks.md) the gateway's main thread
+spent a median ~45 µs less per request. A request alone (the caller tells: ``Admitter``) is
+admitted at once instead, sparing it a future and a loop iteration. The batch is a plain
+callback running synchronous code: admissions stay atomic and in arrival order.
 
 **Over the network** (``AdmissionBatcher``, group commit): one admission is one script call;
 on Redis its round trip and redis-py's work cost far more than the script. So while one call
