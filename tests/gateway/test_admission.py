@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from costwarden.errors import BudgetExceeded
-from costwarden.gateway.admission import Admitter
 from costwarden.gateway.services import Services, build_services
 from costwarden.policy.engine import Admission
 from costwarden.records import Principal, Tags, TokenUsage, UsageRecord, utcnow
@@ -38,17 +37,6 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     await built.close()
 
 
-def admitter_for(services: Services) -> Admitter:
-    return Admitter(
-        services.policy,
-        prices=services.prices,
-        tokens=services.tokens,
-        router=services.router,
-        leases=services.leases,
-        settlements=services.settlements,
-    )
-
-
 def ask(n: int) -> tuple[str, dict[str, Any], bytes, UsageRecord, int]:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"step {n}"}]}
     record = UsageRecord(
@@ -64,7 +52,7 @@ def ask(n: int) -> tuple[str, dict[str, Any], bytes, UsageRecord, int]:
 
 
 async def test_a_request_alone_is_admitted_without_waiting(services: Services) -> None:
-    admitter, slot = admitter_for(services), Slot()
+    admitter, slot = services.admitter(), Slot()
     pending = admitter.reserve(*ask(1), slot=slot)
     with pytest.raises(StopIteration) as finished:
         pending.send(None)  # ran to the end in one step: no hand-over to a batch
@@ -75,7 +63,7 @@ async def test_a_request_alone_is_admitted_without_waiting(services: Services) -
 async def test_requests_in_flight_together_are_admitted_in_one_batch_in_order(
     services: Services,
 ) -> None:
-    admitter = admitter_for(services)
+    admitter = services.admitter()
     await admitter.reserve(*ask(1), slot=Slot())  # alone, and still in flight
     slots = [Slot(), Slot()]
     tasks = [asyncio.create_task(admitter.reserve(*ask(n), slot=s)) for n, s in enumerate(slots)]
@@ -88,7 +76,7 @@ async def test_requests_in_flight_together_are_admitted_in_one_batch_in_order(
 
 
 async def test_a_refusal_of_a_request_alone_is_raised_at_once(services: Services) -> None:
-    admitter = admitter_for(services)
+    admitter = services.admitter()
     for n in range(2):
         slot = Slot()
         await admitter.reserve(*ask(n), slot=slot)

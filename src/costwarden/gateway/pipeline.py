@@ -22,7 +22,6 @@ from costwarden.errors import (
     LedgerUnavailable,
     UnknownModel,
 )
-from costwarden.gateway.admission import Admitter
 from costwarden.gateway.asgi import (
     ClientGone,
     Receive,
@@ -77,15 +76,7 @@ class ProxyPipeline:
         self._reject_unpriced = services.settings.gateway.unknown_model_pricing == "reject"
         self._relay = StreamRelay(services)
         self._ids = RequestIds()
-        self._admitter = Admitter(
-            services.policy,
-            prices=services.prices,
-            tokens=services.tokens,
-            router=services.router,
-            leases=services.leases,
-            settlements=services.settlements,
-            batcher=services.admissions,
-        )
+        self._admitter = services.admitter()
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
         held = _Held(time.perf_counter())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from costwarden.config import Settings
-from costwarden.gateway.admission import LeaseKeeper
+from costwarden.gateway.admission import Admitter, LeaseKeeper
 from costwarden.gateway.admission_batch import AdmissionBatcher
 from costwarden.gateway.routing import Router
 from costwarden.gateway.settlement import SettlementBatcher
@@ -41,6 +41,18 @@ class Services:
     leases: LeaseKeeper
     settlements: SettlementBatcher
     admissions: AdmissionBatcher | None  # group commit across the network (Redis) only
+
+    def admitter(self) -> Admitter:
+        """The spend controls' entry point for the request pipeline, over these services."""
+        return Admitter(
+            self.policy,
+            prices=self.prices,
+            tokens=self.tokens,
+            router=self.router,
+            leases=self.leases,
+            settlements=self.settlements,
+            batcher=self.admissions,
+        )
 
     async def close(self) -> None:
         await self.leases.stop()
