@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -213,11 +214,8 @@ class Admitter:
         refine: Callable[[], tuple[int, int]] | None = None
         if len(raw) < _TOKENISE_BELOW_BYTES:
             prompt = self._tokens.bound_request(api, body)
-
-            def refine() -> tuple[int, int]:
-                exact = self._tokens.estimate_request(api, model, body)
-                return exact, self._worst_case(model, exact, bound, at)
-
+            # A partial, not a closure: a closure's cells would slow every request's path here.
+            refine = partial(self._exact, api, model, body, bound, at)
         else:
             prompt = _size_bound(body, len(raw))
         request = AdmissionRequest(
@@ -234,6 +232,14 @@ class Admitter:
             upstream = self._router.targets(model)[0].endpoint.upstream_model or model
             body[_output_field(api, upstream)] = self._default_output
         return request
+
+    def _exact(
+        self, api: str, model: str, body: dict[str, Any], bound: int | None, at: datetime
+    ) -> tuple[int, int]:
+        """The prompt counted exactly, and its worst case: asked only when a limit refused the
+        bound (``AdmissionRequest.refine``)."""
+        exact = self._tokens.estimate_request(api, model, body)
+        return exact, self._worst_case(model, exact, bound, at)
 
     def _worst_case(self, model: str, prompt: int, max_output: int | None, now: datetime) -> int:
         """The dearest price among the targets this request may reach, at the prices in force

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from costwarden.errors import PolicyRejection
@@ -59,8 +60,6 @@ from costwarden.state.base import (
     AdmissionPlan,
     LocalStateBackend,
     Refusal,
-    ScopeKey,
-    SessionCheck,
     SettleOutcome,
     StateBackend,
     units_to_usd,
@@ -116,37 +115,14 @@ class Admission:
         return {name.decode(): value.decode() for name, value in self.header_pairs}
 
 
-@dataclass(slots=True)
-class _Pending:
-    """An admission on its way: the request, what was compiled for it, and its plan."""
+class _Pending(NamedTuple):
+    """An admission on its way: the request, what was compiled for it, its output bound and
+    the plan the backend is asked to admit (a tuple: one is built per request)."""
 
     ctx: AdmissionRequest
     compiled: CompiledRequest
-    now: float
     max_output: int
-    scopes: tuple[ScopeKey, ...]
-    check: SessionCheck | None
-    tokens: int = 0
-    plan: AdmissionPlan = field(init=False)
-
-    def plan_for(
-        self, lease_id: str, expires_at: float, tokens: int, units: int, *, tentative: bool
-    ) -> None:
-        compiled = self.compiled
-        self.tokens = tokens
-        self.plan = AdmissionPlan(
-            lease_id,
-            self.now,
-            expires_at,
-            units,
-            self.scopes,
-            compiled.rates,
-            self.check,
-            compiled.velocity,
-            tentative,
-            self.ctx.fingerprint if self.check is not None else None,
-            tokens,
-        )
+    plan: AdmissionPlan
 
 
 class PolicyEngine:
@@ -249,10 +225,12 @@ class PolicyEngine:
         """Reserve ``ctx``'s worst case on everything that applies; raises the refusal."""
         pending = self._prepare(ctx)
         outcome = await self._state.admit(pending.plan)
-        self._report_velocity(outcome, ctx.principal, pending.now)
-        if self._refine(pending, outcome):
+        if outcome.transition is not None:
+            self._report_velocity(outcome, pending)
+        if not outcome.admitted and self._refine(pending, outcome):
             outcome = await self._state.admit(pending.plan)
-            self._report_velocity(outcome, ctx.principal, pending.now)
+            if outcome.transition is not None:
+                self._report_velocity(outcome, pending)
         return self._conclude(pending, outcome)
 
     def admit_now(self, ctx: AdmissionRequest) -> Admission:
@@ -262,10 +240,12 @@ class PolicyEngine:
             raise TypeError("admit_now needs a backend in this process; await admit instead")
         pending = self._prepare(ctx)
         outcome = state.admit_now(pending.plan)
-        self._report_velocity(outcome, ctx.principal, pending.now)
-        if self._refine(pending, outcome):
+        if outcome.transition is not None:
+            self._report_velocity(outcome, pending)
+        if not outcome.admitted and self._refine(pending, outcome):
             outcome = state.admit_now(pending.plan)
-            self._report_velocity(outcome, ctx.principal, pending.now)
+            if outcome.transition is not None:
+                self._report_velocity(outcome, pending)
         return self._conclude(pending, outcome)
 
     async def admit_many(
@@ -277,13 +257,15 @@ class PolicyEngine:
         outcomes = await self._state.admit_many([p.plan for p in pending])
         retry = []
         for index, (item, outcome) in enumerate(zip(pending, outcomes, strict=True)):
-            self._report_velocity(outcome, item.ctx.principal, item.now)
-            if self._refine(item, outcome):
+            if outcome.transition is not None:
+                self._report_velocity(outcome, item)
+            if not outcome.admitted and self._refine(item, outcome):
                 retry.append(index)
         if retry:
             again = await self._state.admit_many([pending[i].plan for i in retry])
             for index, outcome in zip(retry, again, strict=True):
-                self._report_velocity(outcome, pending[index].ctx.principal, pending[index].now)
+                if outcome.transition is not None:
+                    self._report_velocity(outcome, pending[index])
                 outcomes[index] = outcome
         results: list[Admission | PolicyRejection] = []
         for item, outcome in zip(pending, outcomes, strict=True):
@@ -306,45 +288,46 @@ class PolicyEngine:
                 scopes = (*scopes, session.spend)
             check = session.check
         max_output = ctx.max_output_tokens or self._config.default_max_output_tokens
-        pending = _Pending(ctx, compiled, now, max_output, scopes, check)
-        pending.plan_for(
+        plan = AdmissionPlan(
             f"{self._lease_prefix}{next(self._lease_numbers):x}",
+            now,
             now + self._lease_seconds,
-            ctx.estimated_input_tokens + max_output,
             ctx.worst_case_units,
-            tentative=ctx.refine is not None,
+            scopes,
+            compiled.rates,
+            check,
+            compiled.velocity,
+            ctx.refine is not None,  # tentative: a bound, retried exactly if refused
+            ctx.fingerprint if check is not None else None,
+            ctx.estimated_input_tokens + max_output,
         )
-        return pending
+        return _Pending(ctx, compiled, max_output, plan)
 
     @staticmethod
     def _refine(pending: _Pending, outcome: AdmissionOutcome) -> bool:
-        """True (and ``pending`` re-planned with the exact count) when a bound was refused."""
+        """True (and the plan re-made with the exact count) when a bound was refused."""
         refine = pending.ctx.refine
         if refine is None or outcome.refusal not in _TOKEN_BOUND_REFUSALS:
             return False
         input_tokens, units = refine()  # the bound was refused: try the exact count
         plan = pending.plan
-        pending.plan_for(
-            plan.lease_id,
-            plan.expires_at,
-            input_tokens + pending.max_output,
-            units,
-            tentative=False,
-        )
+        plan.tokens = input_tokens + pending.max_output
+        plan.amount_units = units
+        plan.tentative = False
         return True
 
     def _conclude(self, pending: _Pending, outcome: AdmissionOutcome) -> Admission:
-        ctx, compiled, plan = pending.ctx, pending.compiled, pending.plan
+        ctx, compiled, max_output, plan = pending
         if not outcome.admitted:
             raise refusal_error(
                 outcome,
                 self._config,
                 self._events,
                 compiled.budgets,
-                pending.now,
+                plan.now,
                 model=ctx.model,
                 fingerprint=ctx.fingerprint,
-                tokens=pending.tokens,
+                tokens=plan.tokens,
                 amount=plan.amount,
             )
         return Admission(
@@ -352,8 +335,8 @@ class PolicyEngine:
             ctx.model,
             ctx.principal.key_id,
             plan.amount_units,
-            pending.tokens,
-            pending.max_output,
+            plan.tokens,
+            max_output,
             plan.expires_at,
             rate_limit_header_pairs(outcome.rates) if outcome.rates else (),
             compiled.budgets,
@@ -427,15 +410,13 @@ class PolicyEngine:
         now = self._clock()
         return await self._state.renew(admission.lease_id, now + self._lease_seconds, now)
 
-    def _report_velocity(self, outcome: AdmissionOutcome, principal: Principal, now: float) -> None:
+    def _report_velocity(self, outcome: AdmissionOutcome, pending: _Pending) -> None:
+        """The velocity breaker changed state (``outcome.transition``): an event."""
         if outcome.transition is None:
-            return  # the usual case
+            return
         details = {"usd_per_minute": str(self._config.breakers.velocity.usd_per_minute)}
-        self._events.emit(
-            BreakerEvent(
-                "velocity", outcome.transition.value, velocity_subject(principal), now, details
-            )
-        )
+        subject, now = velocity_subject(pending.ctx.principal), pending.plan.now
+        self._events.emit(BreakerEvent("velocity", outcome.transition.value, subject, now, details))
 
     def _new_plan_cache(self) -> PlanCache:
         return PlanCache(self._config, self._budget_rules, self._periods, self._plan_cache_size)

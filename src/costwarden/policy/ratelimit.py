@@ -61,22 +61,20 @@ def rate_limit_header_pairs(states: tuple[RateState, ...]) -> tuple[tuple[bytes,
                 requests = state
         elif tokens is None or _tighter(state, tokens):
             tokens = state
-    if requests is None:
-        return () if tokens is None else _token_pairs(tokens)
-    pairs = (
-        (b"x-ratelimit-limit-requests", b"%d" % requests.limit),
-        (b"x-ratelimit-remaining-requests", b"%d" % requests.remaining),
-        (b"x-ratelimit-reset-requests", _duration_bytes(requests.reset_s)),
-    )
-    return pairs if tokens is None else pairs + _token_pairs(tokens)
-
-
-def _token_pairs(tokens: RateState) -> tuple[tuple[bytes, bytes], ...]:
-    return (
-        (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
-        (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
-        (b"x-ratelimit-reset-tokens", _duration_bytes(tokens.reset_s)),
-    )
+    pairs: tuple[tuple[bytes, bytes], ...] = ()
+    if requests is not None:
+        pairs = (
+            (b"x-ratelimit-limit-requests", b"%d" % requests.limit),
+            (b"x-ratelimit-remaining-requests", b"%d" % requests.remaining),
+            (b"x-ratelimit-reset-requests", _duration_bytes(requests.reset_s)),
+        )
+    if tokens is not None:
+        pairs += (
+            (b"x-ratelimit-limit-tokens", b"%d" % tokens.limit),
+            (b"x-ratelimit-remaining-tokens", b"%d" % tokens.remaining),
+            (b"x-ratelimit-reset-tokens", _duration_bytes(tokens.reset_s)),
+        )
+    return pairs
 
 
 # Reset times under a second (a bucket used well below its limit: nearly every response),

@@ -217,12 +217,17 @@ class TokenCounter:
         return _count_request(api, body, self._bound)
 
 
+# JSON objects: parsed bodies hold dicts, which ``isinstance`` matches at once; ``Mapping``
+# alone goes through the ABC machinery (~0.5 µs a check, twice per message on the hot path).
+_OBJECT = (dict, Mapping)
+
+
 def _utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _count_request(api: str, body: Mapping[str, Any], counter: _Counter) -> int:
-    if not isinstance(body, Mapping):
+    if not isinstance(body, _OBJECT):
             return counter.json(body)
     if api == CHAT:
         return counter.chat_request(body)
@@ -322,7 +327,7 @@ class _Counter:
         return tokens
 
     def _message(self, message: Any, part_counter: _PartCounter) -> int:
-        if not isinstance(message, Mapping):
+        if not isinstance(message, _OBJECT):
             return TOKENS_PER_MESSAGE + self.text(message)
         tokens = TOKENS_PER_MESSAGE
         count = self._count
@@ -344,7 +349,7 @@ class _Counter:
         return self.text(value)
 
     def openai_part(self, part: Any) -> int:
-        if not isinstance(part, Mapping):
+        if not isinstance(part, _OBJECT):
             return self.text(part)
         if isinstance(part.get("text"), str):
             return self.text(part["text"])
@@ -352,12 +357,12 @@ class _Counter:
             return self.text(part["refusal"])
         if part.get("type") == "image_url":
             image = part.get("image_url")
-            low = isinstance(image, Mapping) and image.get("detail") == "low"
+            low = isinstance(image, _OBJECT) and image.get("detail") == "low"
             return OPENAI_IMAGE_LOW_TOKENS if low else OPENAI_IMAGE_TOKENS
         return self.json(part)
 
     def anthropic_block(self, block: Any) -> int:
-        if not isinstance(block, Mapping):
+        if not isinstance(block, _OBJECT):
             return self.text(block)
         kind = block.get("type")
         if isinstance(block.get("text"), str):
@@ -372,7 +377,7 @@ class _Counter:
         return self.json(block)
 
     def _anthropic_leaf_block(self, block: Any) -> int:
-        if isinstance(block, Mapping) and block.get("type") == "tool_result":
+        if isinstance(block, _OBJECT) and block.get("type") == "tool_result":
             return self.json(block)
         return self.anthropic_block(block)
 
@@ -382,7 +387,7 @@ def _leaf_texts(value: Any) -> Iterator[str]:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, Mapping):
+        if isinstance(item, _OBJECT):
             stack.extend(item.values())
             yield from (str(key) for key in item)
         elif isinstance(item, list | tuple):

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import repeat
 from typing import Literal
 
 from costwarden.state.base import (
@@ -22,6 +21,7 @@ from costwarden.state.base import (
     AdmissionOutcome,
     AdmissionPlan,
     BreakerTransition,
+    RateState,
     Refusal,
     ScopeKey,
     ScopeSettlement,
@@ -33,7 +33,7 @@ from costwarden.state.base import (
     units_to_usd,
     usd_to_units_up,
 )
-from costwarden.state.memory_rates import gcra, rate_refusal, rate_state
+from costwarden.state.memory_rates import rate_refusal, rate_state
 from costwarden.state.memory_sessions import (
     Session,
     record_fingerprint,
@@ -134,10 +134,16 @@ class MemoryStateBackend:
             counter.spent = spent = before + units
             if spent >= scope.report_from_units:  # below every threshold: nothing to report
                 settled.append(ScopeSettlement(scope.key, scope.cap_units, before, spent))
-        if actual_tokens is not None and lease.plan.rates:
-            self._correct_tokens(lease.plan, actual_tokens)
-        if lease.plan.velocity is not None:
-            self._settle_velocity(lease, units, was_reserved, now)
+        plan = lease.plan
+        if actual_tokens is not None and plan.rates:
+            self._correct_tokens(plan, actual_tokens)
+        velocity = None if plan.velocity is None else self._velocity.get(plan.velocity.key)
+        if velocity is not None and plan.velocity is not None:
+            velocity.add(units, now)
+            velocity.expires_at = now + plan.velocity.ttl_s
+            if lease.probe and was_reserved:
+                velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
+                velocity.probes_done += 1
         self._finish(lease, now)
         return SettleOutcome(applied=True, scopes=tuple(settled))
 
@@ -173,71 +179,82 @@ class MemoryStateBackend:
     # -- admission -------------------------------------------------------------------------
 
     def admit_now(self, plan: AdmissionPlan) -> AdmissionOutcome:
-        # The hot path of every controlled request: written flat (few calls, no per-bucket
-        # objects until the answer is known), since each call and object shows in throughput.
+        # The hot path of every controlled request. The live gateway runs it cold (everything
+        # else a request does evicts its code and data from the CPU caches), where every
+        # function entered costs several times its warm price: so the usual case (nothing
+        # due, no breaker near tripping, every limit far off) runs in this function and three
+        # more, and only refusals, trips and first sightings take further helpers.
         now = plan.now
-        if self._due_at() <= now:  # checked here: most admissions have nothing due
+        heap, leases_due = self._expiry_heap, self._lease_due
+        if (heap and heap[0][0] <= now) or (leases_due and next(iter(leases_due.values())) <= now):
             self._sweep(now, limit=SWEEP_BATCH)
-        session: Session | None = None
-        if plan.session is not None:
-            session = self._sessions.get(plan.session.key)
-            if session is not None:
-                refused = _check_session(session, plan.session, plan)
-                if refused is not None:
-                    return refused
-        check = plan.velocity
-        velocity: VelocityState | None = None
+        check = plan.session
+        session = None if check is None else self._sessions.get(check.key)
+        # A known session can refuse only when tripped, at its step limit or seeing a
+        # fingerprint again (a possible loop); otherwise its breaker's checks are skipped.
+        if session is not None and check is not None and (
+            session.tripped_until > now
+            or (check.max_steps is not None and session.steps >= check.max_steps)
+            or plan.fingerprint in session.fingerprints
+        ):
+            refused = _check_session(session, check, plan)
+            if refused is not None:
+                return refused
         transition: BreakerTransition | None = None
         probe = False
-        if check is not None:
-            velocity = self._keep_velocity(check, now)
-            if not velocity.quiet(check.threshold_units):
-                transition, refused, probe = check_velocity(velocity, check, now)
-                if refused is not None:
-                    return refused
-        new_tats, refused = self._rate_tats(plan)
-        if refused is not None:
-            return refused
-        found, refused = self._scope_counters(plan)
-        if refused is not None:
-            return refused
-        self._apply(
-            plan, found=found, new_tats=new_tats, velocity=velocity, probe=probe, session=session
-        )
-        return AdmissionOutcome(
-            admitted=True,
-            probe=probe,
-            transition=transition,
-            rates=tuple(map(rate_state, plan.rates, new_tats, repeat(now))),
-        )
+        velocity = None if plan.velocity is None else self._velocity.get(plan.velocity.key)
+        if plan.velocity is not None and (
+            velocity is None or not velocity.quiet(plan.velocity.threshold_units)
+        ):
+            velocity, transition, refused, probe = self._velocity_gate(plan.velocity, now)
+            if refused is not None:
+                return refused
+        if velocity is not None and plan.velocity is not None:
+            velocity.expires_at = now + plan.velocity.ttl_s
+        outcome = self._reserve(plan, session, probe=probe)
+        if outcome.admitted:
+            outcome.transition = transition
+            if probe and velocity is not None:
+                velocity.probes_inflight += 1
+        return outcome
 
-    def _rate_tats(self, plan: AdmissionPlan) -> tuple[list[float], AdmissionOutcome | None]:
-        """Each bucket's TAT after this request, or the refusal of the first one it empties."""
-        now, tats = plan.now, self._tats
+    def _velocity_gate(
+        self, check: VelocityCheck, now: float
+    ) -> tuple[VelocityState, BreakerTransition | None, AdmissionOutcome | None, bool]:
+        """The key's velocity state (created if new) and its breaker's verdict: (state,
+        transition, refusal or None, admit as probe). Only when it is not quiet."""
+        velocity = self._keep_velocity(check, now)
+        if velocity.quiet(check.threshold_units):
+            return velocity, None, None, False
+        transition, refused, probe = check_velocity(velocity, check, now)
+        return velocity, transition, refused, probe
+
+    def _reserve(
+        self, plan: AdmissionPlan, session: Session | None, *, probe: bool
+    ) -> AdmissionOutcome:
+        """Check every rate bucket (GCRA, see ``memory_rates``) and spend counter, then move
+        them all (``_apply``); or refuse at the first that the request does not fit in."""
+        now, tats, tokens = plan.now, self._tats, plan.tokens
         new_tats: list[float] = []
         for bucket in plan.rates:
-            cost = plan.tokens if bucket.cost is None else bucket.cost
+            cost = tokens if bucket.cost is None else bucket.cost
             tat = tats.get(bucket.key, now)
-            new_tat, over_s = gcra(bucket, cost, tat, now)
+            new_tat = (tat if tat > now else now) + cost * bucket.interval
+            over_s = (new_tat - now) - bucket.window_s - bucket.slack
             if over_s > 0:
-                return new_tats, rate_refusal(bucket, cost, tat, over_s, now)
+                return rate_refusal(bucket, cost, tat, over_s, now)
             new_tats.append(new_tat)
-        return new_tats, None
-
-    def _scope_counters(
-        self, plan: AdmissionPlan
-    ) -> tuple[list[_Counter | None], AdmissionOutcome | None]:
-        """Each scope's counter (None: not created yet), looked up once for the check and the
-        reservation; or the refusal of the first scope the amount does not fit in."""
+        # Each counter is looked up once, for the check and the reservation (None: new).
         units, counters = plan.amount_units, self._counters
         found: list[_Counter | None] = []
         for scope in plan.scopes:
             counter = counters.get(scope.key)
             used = 0 if counter is None else counter.spent + counter.reserved
             if used + units > scope.cap_units:
-                return found, self._budget_refusal(plan, scope)
+                return self._budget_refusal(plan, scope)
             found.append(counter)
-        return found, None
+        states = self._apply(plan, found, new_tats, session, probe=probe)
+        return AdmissionOutcome(admitted=True, probe=probe, rates=states)
 
     def _budget_refusal(self, plan: AdmissionPlan, scope: ScopeKey) -> AdmissionOutcome:
         counter = self._keep_counter(scope)
@@ -260,14 +277,15 @@ class MemoryStateBackend:
     def _apply(
         self,
         plan: AdmissionPlan,
-        *,
         found: list[_Counter | None],
         new_tats: list[float],
-        velocity: VelocityState | None,
-        probe: bool,
         session: Session | None,
-    ) -> None:
-        units = plan.amount_units
+        *,
+        probe: bool,
+    ) -> tuple[RateState, ...]:
+        """Reserve, move the buckets, count the session's step and hold the lease; the
+        buckets' states after this request (for its rate-limit headers)."""
+        now, units = plan.now, plan.amount_units
         for scope, known in zip(plan.scopes, found, strict=True):
             # A known counter whose expiry already covers the scope's (the usual case) needs
             # nothing but the reservation; everything else goes through _keep_counter.
@@ -279,19 +297,26 @@ class MemoryStateBackend:
                 counter = self._keep_counter(scope)
             counter.reserved += units
         tats = self._tats
+        states = []
         for bucket, new_tat in zip(plan.rates, new_tats, strict=True):
             if bucket.key not in tats:
                 self._expire_later(new_tat + _RATE_KEEP_S, "rate", bucket.key)
             tats[bucket.key] = new_tat
-        if plan.session is not None:
-            self._record_step(plan.session, session, plan.fingerprint, plan.now)
-        if velocity is not None and probe:
-            velocity.probes_inflight += 1
+            states.append(rate_state(bucket, new_tat, now))
+        check = plan.session
+        if check is not None:
+            if session is None:
+                session = self._new_session(check, now)
+            session.steps += 1
+            session.expires_at = now + check.idle_ttl_s
+            if plan.fingerprint is not None and check.loop_repeat_k is not None:
+                record_fingerprint(session, plan.fingerprint, now, check.loop_window_s)
         self._leases[plan.lease_id] = _Lease(plan, units, probe, plan.expires_at)
         if plan.expires_at >= self._last_lease_due:
             self._lease_due[plan.lease_id] = self._last_lease_due = plan.expires_at
         else:
             self._expire_later(plan.expires_at, "lease", plan.lease_id)
+        return tuple(states)
 
     def _keep_counter(self, scope: ScopeKey) -> _Counter:
         """The scope's counter, created if new, its expiry pushed out to the scope's."""
@@ -318,37 +343,21 @@ class MemoryStateBackend:
         velocity.expires_at = now + check.ttl_s
         return velocity
 
-    def _record_step(
-        self, check: SessionCheck, session: Session | None, fingerprint: str | None, now: float
-    ) -> None:
-        expires_at = now + check.idle_ttl_s
-        if session is None:
-            session = self._sessions[check.key] = Session()
-            self._expire_later(expires_at, "session", check.key)
-        session.steps += 1
-        session.expires_at = expires_at
-        if fingerprint is not None and check.loop_repeat_k is not None:
-            record_fingerprint(session, fingerprint, now, check.loop_window_s)
+    def _new_session(self, check: SessionCheck, now: float) -> Session:
+        session = self._sessions[check.key] = Session()
+        self._expire_later(now + check.idle_ttl_s, "session", check.key)
+        return session
 
     # -- settlement helpers ----------------------------------------------------------------
 
     def _correct_tokens(self, plan: AdmissionPlan, actual_tokens: int) -> None:
+        """Move each token bucket by what the request really took minus what it was charged."""
+        tats = self._tats
         for bucket in plan.rates:
-            if bucket.kind != "tokens" or bucket.key not in self._tats:
-                continue
-            charged = bucket.charge(plan.tokens)
-            self._tats[bucket.key] += (actual_tokens - charged) * bucket.interval
-
-    def _settle_velocity(self, lease: _Lease, units: int, was_reserved: bool, now: float) -> None:
-        check = lease.plan.velocity
-        velocity = self._velocity.get(check.key) if check else None
-        if check is None or velocity is None:
-            return
-        velocity.add(units, now)
-        velocity.expires_at = now + check.ttl_s
-        if lease.probe and was_reserved:
-            velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
-            velocity.probes_done += 1
+            tat = tats.get(bucket.key) if bucket.kind == "tokens" else None
+            if tat is not None:  # None: a request bucket, or one forgotten since
+                charged = plan.tokens if bucket.cost is None else bucket.cost
+                tats[bucket.key] = tat + (actual_tokens - charged) * bucket.interval
 
     def _unreserve(self, lease: _Lease) -> None:
         for scope in lease.plan.scopes:
@@ -371,14 +380,6 @@ class MemoryStateBackend:
 
     def _expire_later(self, at: float, kind: str, key: str) -> None:
         heapq.heappush(self._expiry_heap, (at, kind, key))
-
-    def _due_at(self) -> float:
-        """When the next lease or other object is due, +inf if none is scheduled."""
-        heap = self._expiry_heap
-        due = heap[0][0] if heap else float("inf")
-        if self._lease_due:
-            due = min(due, next(iter(self._lease_due.values())))
-        return due
 
     def _pop_due(self, now: float) -> tuple[str, str] | None:
         """The earliest (kind, key) due by ``now``, taken off its schedule; None if none."""

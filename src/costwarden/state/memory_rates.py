@@ -2,7 +2,10 @@
 
 A bucket keeps one number, its theoretical arrival time (TAT). A request of cost c moves it to
 max(TAT, now) + c * window / limit and is allowed while that stays within one window of now,
-so a full window of burst is allowed and the long-run rate is the limit.
+so a full window of burst is allowed and the long-run rate is the limit. The bucket's slack
+(``RateBucket.slack``) absorbs float error, so exactly ``limit`` unit-cost requests fit in a
+burst. The admission's arithmetic is in ``MemoryStateBackend._rate_tats`` (on the hot path);
+what a bucket reports and a refusal are here.
 """
 
 from __future__ import annotations
@@ -15,15 +18,6 @@ from costwarden.state.base import (
     RateState,
     Refusal,
 )
-
-
-def gcra(bucket: RateBucket, cost: int, tat: float, now: float) -> tuple[float, float]:
-    """(new theoretical arrival time, seconds over the window; <= 0 means allowed).
-
-    The bucket's slack (``RateBucket.slack``) absorbs float error, so exactly ``limit``
-    unit-cost requests fit in a burst."""
-    new_tat = (tat if tat > now else now) + cost * bucket.interval
-    return new_tat, (new_tat - now) - bucket.window_s - bucket.slack
 
 
 def rate_state(bucket: RateBucket, tat: float, now: float) -> RateState:
