@@ -23,7 +23,9 @@ class Session:
 
 
 def record_fingerprint(session: Session, fingerprint: str, now: float, window_s: float) -> None:
-    """Note a sighting of ``fingerprint`` and forget those not seen within the loop window."""
+    """Note a sighting of ``fingerprint`` and forget those last seen before the loop window:
+    a long-lived agent session sending distinct requests must not grow without bound
+    (amortised O(1): the oldest go first)."""
     prints = session.fingerprints
     seen = prints.get(fingerprint)
     if seen is None:
@@ -34,16 +36,10 @@ def record_fingerprint(session: Session, fingerprint: str, now: float, window_s:
         else:
             prints[fingerprint] = deque((seen, now))
         prints.move_to_end(fingerprint)  # order = order of last sighting
-    _forget_before(prints, now - window_s)
-
-
-def _forget_before(prints: OrderedDict[str, float | deque[float]], horizon: float) -> None:
-    """Drop fingerprints last seen before ``horizon``: a long-lived agent session sending
-    distinct requests must not grow without bound (amortised O(1): oldest first)."""
+    horizon = now - window_s
     while prints:
-        oldest = next(iter(prints))
-        seen = prints[oldest]
-        last = (seen[-1] if seen else horizon) if isinstance(seen, deque) else seen
+        oldest = prints[next(iter(prints))]
+        last = (oldest[-1] if oldest else horizon) if isinstance(oldest, deque) else oldest
         if last > horizon:  # an emptied deque (its sightings aged out) counts as old
             return
         prints.popitem(last=False)
