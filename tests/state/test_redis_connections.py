@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from costwarden.state.redis_connections import Script, ScriptConnections
 
@@ -107,3 +108,18 @@ async def test_a_connection_killed_by_the_server_fails_one_call_then_is_replaced
         result = await connections.run(ECHO, ["k"], ["after"])
     assert result == [b"k", b"after"]
     assert connections.open_connections == 1
+
+
+async def test_a_call_longer_than_the_socket_timeout_times_out_and_is_not_reused(
+    redis_url: str,
+) -> None:
+    pool = ConnectionPool.from_url(redis_url, socket_timeout=0.05)
+    scripts = ScriptConnections(pool.make_connection, limit=1)
+    assert await scripts.run(ECHO, ["k"], ["v"]) == [b"k", b"v"]  # connected, timeout taken
+    with pytest.raises(RedisTimeoutError, match=r"within 0\.05 s"):
+        await scripts.run(BUSY, [], [])
+    assert scripts.open_connections == 0  # half a reply may be on it: closed
+    await asyncio.sleep(0.25)  # the busy script ends; its reply must not reach the next call
+    assert await scripts.run(ECHO, ["k"], ["fresh"]) == [b"k", b"fresh"]
+    await scripts.aclose()
+    await pool.aclose()

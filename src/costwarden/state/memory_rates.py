@@ -4,7 +4,7 @@ A bucket keeps one number, its theoretical arrival time (TAT). A request of cost
 max(TAT, now) + c * window / limit and is allowed while that stays within one window of now,
 so a full window of burst is allowed and the long-run rate is the limit. The bucket's slack
 (``RateBucket.slack``) absorbs float error, so exactly ``limit`` unit-cost requests fit in a
-burst. The admission's arithmetic is in ``MemoryStateBackend._rate_tats`` (on the hot path);
+burst. The admission's arithmetic is in ``MemoryStateBackend._reserve`` (on the hot path);
 what a bucket reports and a refusal are here.
 """
 

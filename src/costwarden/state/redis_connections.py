@@ -11,6 +11,11 @@ A connection whose call failed other than with a Redis error reply, or was cance
 its reply was read, may hold half a reply: it is closed, never reused. At most ``limit`` are
 open; further calls wait in arrival order, ``wait_s`` at most. A script the server does not
 know (restarted, ``SCRIPT FLUSH``) is loaded and the call retried once.
+
+The connection's ``socket_timeout`` (redis-py's default: 5 s) bounds each whole call here,
+with one ``asyncio.timeout``, instead of inside redis-py: there, every command's write goes
+through ``asyncio.wait_for``, which on Python 3.11 makes a task and costs a loop iteration
+per call, and every read enters a timeout context of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ class ScriptConnections:
         # A waiter gets a connection, or None: a slot freed by a closed one, to connect anew.
         self._waiters: deque[asyncio.Future[AbstractConnection | None]] = deque()
         self._closing: set[asyncio.Task[None]] = set()
+        self._call_timeout_s: float | None = None  # the connections' socket_timeout
 
     @property
     def open_connections(self) -> int:
@@ -66,17 +73,22 @@ class ScriptConnections:
         connection = await self._acquire()
         reusable = False
         try:
-            try:
-                reply = await _evalsha(connection, script.sha, keys, args)
-            except NoScriptError:
-                await connection.send_command("SCRIPT", "LOAD", script.source)
-                await connection.read_response()
-                reply = await _evalsha(connection, script.sha, keys, args)
+            async with asyncio.timeout(self._call_timeout_s):
+                try:
+                    reply = await _evalsha(connection, script.sha, keys, args)
+                except NoScriptError:
+                    await connection.send_command("SCRIPT", "LOAD", script.source)
+                    await connection.read_response()
+                    reply = await _evalsha(connection, script.sha, keys, args)
             reusable = True
             return reply
         except ResponseError:
             reusable = True  # an error reply is a whole reply: the connection is in step
             raise
+        except TimeoutError as exc:
+            raise RedisTimeoutError(
+                f"Redis did not answer a script call within {self._call_timeout_s} s"
+            ) from exc
         finally:
             self._release(connection, reusable)
 
@@ -117,6 +129,9 @@ class ScriptConnections:
         except BaseException:
             self._hand_over(None)
             raise
+        # Connected (the handshake under redis-py's timeout); calls are bounded in ``run``.
+        self._call_timeout_s = connection.socket_timeout
+        connection.socket_timeout = None
         return connection
 
     def _release(self, connection: AbstractConnection, reusable: bool) -> None:
