@@ -58,6 +58,7 @@ from costwarden.state.base import (
     MAX_UNITS,
     AdmissionOutcome,
     AdmissionPlan,
+    BreakerTransition,
     LocalStateBackend,
     Refusal,
     SettleOutcome,
@@ -226,11 +227,11 @@ class PolicyEngine:
         pending = self._prepare(ctx)
         outcome = await self._state.admit(pending.plan)
         if outcome.transition is not None:
-            self._report_velocity(outcome, pending)
+            self._report_velocity(outcome.transition, pending)
         if not outcome.admitted and self._refine(pending, outcome):
             outcome = await self._state.admit(pending.plan)
             if outcome.transition is not None:
-                self._report_velocity(outcome, pending)
+                self._report_velocity(outcome.transition, pending)
         return self._conclude(pending, outcome)
 
     def admit_now(self, ctx: AdmissionRequest) -> Admission:
@@ -241,11 +242,11 @@ class PolicyEngine:
         pending = self._prepare(ctx)
         outcome = state.admit_now(pending.plan)
         if outcome.transition is not None:
-            self._report_velocity(outcome, pending)
+            self._report_velocity(outcome.transition, pending)
         if not outcome.admitted and self._refine(pending, outcome):
             outcome = state.admit_now(pending.plan)
             if outcome.transition is not None:
-                self._report_velocity(outcome, pending)
+                self._report_velocity(outcome.transition, pending)
         return self._conclude(pending, outcome)
 
     async def admit_many(
@@ -258,14 +259,14 @@ class PolicyEngine:
         retry = []
         for index, (item, outcome) in enumerate(zip(pending, outcomes, strict=True)):
             if outcome.transition is not None:
-                self._report_velocity(outcome, item)
+                self._report_velocity(outcome.transition, item)
             if not outcome.admitted and self._refine(item, outcome):
                 retry.append(index)
         if retry:
             again = await self._state.admit_many([pending[i].plan for i in retry])
             for index, outcome in zip(retry, again, strict=True):
                 if outcome.transition is not None:
-                    self._report_velocity(outcome, pending[index])
+                    self._report_velocity(outcome.transition, pending[index])
                 outcomes[index] = outcome
         results: list[Admission | PolicyRejection] = []
         for item, outcome in zip(pending, outcomes, strict=True):
@@ -410,13 +411,11 @@ class PolicyEngine:
         now = self._clock()
         return await self._state.renew(admission.lease_id, now + self._lease_seconds, now)
 
-    def _report_velocity(self, outcome: AdmissionOutcome, pending: _Pending) -> None:
-        """The velocity breaker changed state (``outcome.transition``): an event."""
-        if outcome.transition is None:
-            return
+    def _report_velocity(self, transition: BreakerTransition, pending: _Pending) -> None:
+        """The velocity breaker changed state during this admission: an event."""
         details = {"usd_per_minute": str(self._config.breakers.velocity.usd_per_minute)}
         subject, now = velocity_subject(pending.ctx.principal), pending.plan.now
-        self._events.emit(BreakerEvent("velocity", outcome.transition.value, subject, now, details))
+        self._events.emit(BreakerEvent("velocity", transition.value, subject, now, details))
 
     def _new_plan_cache(self) -> PlanCache:
         return PlanCache(self._config, self._budget_rules, self._periods, self._plan_cache_size)

@@ -137,10 +137,11 @@ class MemoryStateBackend:
         plan = lease.plan
         if actual_tokens is not None and plan.rates:
             self._correct_tokens(plan, actual_tokens)
-        velocity = None if plan.velocity is None else self._velocity.get(plan.velocity.key)
-        if velocity is not None and plan.velocity is not None:
+        vcheck = plan.velocity
+        velocity = None if vcheck is None else self._velocity.get(vcheck.key)
+        if velocity is not None and vcheck is not None:
             velocity.add(units, now)
-            velocity.expires_at = now + plan.velocity.ttl_s
+            velocity.expires_at = now + vcheck.ttl_s
             if lease.probe and was_reserved:
                 velocity.probes_inflight = max(0, velocity.probes_inflight - 1)
                 velocity.probes_done += 1
@@ -202,15 +203,14 @@ class MemoryStateBackend:
                 return refused
         transition: BreakerTransition | None = None
         probe = False
-        velocity = None if plan.velocity is None else self._velocity.get(plan.velocity.key)
-        if plan.velocity is not None and (
-            velocity is None or not velocity.quiet(plan.velocity.threshold_units)
-        ):
-            velocity, transition, refused, probe = self._velocity_gate(plan.velocity, now)
-            if refused is not None:
-                return refused
-        if velocity is not None and plan.velocity is not None:
-            velocity.expires_at = now + plan.velocity.ttl_s
+        velocity, vcheck = None, plan.velocity
+        if vcheck is not None:
+            velocity = self._velocity.get(vcheck.key)
+            if velocity is None or not velocity.quiet(vcheck.threshold_units):
+                velocity, transition, refused, probe = self._velocity_gate(vcheck, now)
+                if refused is not None:
+                    return refused
+            velocity.expires_at = now + vcheck.ttl_s
         outcome = self._reserve(plan, session, probe=probe)
         if outcome.admitted:
             outcome.transition = transition
