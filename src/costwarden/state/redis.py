@@ -1,7 +1,8 @@
 """Redis counters shared by any number of gateway replicas.
 
-One Lua script per admission (budgets, rate limits and breakers together) and one per
-settlement, so each costs one round trip and is atomic across replicas. Scripts run by SHA on
+One Lua script call per admission (budgets, rate limits and breakers together) and one per
+settlement, so each costs one round trip and is atomic across replicas; the gateway batches
+what arrives while a call is in flight, and a batch is still one call. Scripts run by SHA on
 connections of their own (``redis_connections``: redis-py's pool costs more CPU per call than
 the rest of the call), loaded again if the server lost its script cache.
 Expired leases (a replica died mid-request) are swept inside the admission script, so no
@@ -64,9 +65,7 @@ class RedisStateBackend:
             )
             return functools.partial(self._scripts.run, script)
 
-        self._admit = load(redis_scripts.ADMIT)
         self._admit_many = load(redis_scripts.ADMIT_MANY)
-        self._settle = load(redis_scripts.SETTLE)
         self._settle_many = load(redis_scripts.SETTLE_MANY)
         self._release = load(redis_scripts.RELEASE)
         self._renew = load(redis_scripts.RENEW)
@@ -85,8 +84,8 @@ class RedisStateBackend:
 
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
         body, keys = self._encode(plan)
-        reply = await self._admit(keys=keys, args=[self._prefix, body])
-        return self._decode_admission(cast("list[Any]", reply))
+        replies = await self._admit_many(keys=keys, args=[self._prefix, body])
+        return self._decode_admission(cast("list[Any]", replies)[0])
 
     async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
         if not plans:
@@ -114,11 +113,11 @@ class RedisStateBackend:
     async def settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
     ) -> SettleOutcome:
-        reply = await self._settle(
+        replies = await self._settle_many(
             keys=[self._key("leases"), self._key("lease:" + lease_id)],
-            args=[self._prefix, lease_id, *_settle_args(actual, actual_tokens), repr(now)],
+            args=[self._prefix, repr(now), lease_id, *_settle_args(actual, actual_tokens)],
         )
-        return self._decode_settlement(cast("list[Any]", reply))
+        return self._decode_settlement(cast("list[Any]", replies)[0])
 
     async def settle_many(
         self, settlements: Sequence[Settlement], now: float

@@ -32,85 +32,146 @@ local function istr(n) return string.format('%%d', n) end
 local function fstr(x) return string.format('%%.17g', x) end
 local function num(v, default) if v then return tonumber(v) end return default end
 
+-- Write-back cache of the call's counters: each hash and rate bucket is read once and written
+-- once per script call, however many of the call's requests touch it (a batch's requests share
+-- the global, team and user budgets, the key's rate buckets and velocity state). Every read and
+-- write of a counter goes through it; ``flush`` writes what changed, then the TTLs.
+local hashes, dirty, ttls, tats, tat_ttls = {}, {}, {}, {}, {}
+
+local function hash(k)
+  local h = hashes[k]
+  if h == nil then
+    h = {}
+    local flat = redis.call('HGETALL', k)
+    for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+    hashes[k] = h
+  end
+  return h
+end
+
+-- hset(key, field, value, field, value, ...): values are strings, as Redis returns them.
+local function hset(k, ...)
+  local h, d, a = hash(k), dirty[k], {...}
+  if d == nil then d = {}; dirty[k] = d end
+  for i = 1, #a, 2 do h[a[i]] = a[i + 1]; d[a[i]] = true end
+end
+
+local function exists(k) return next(hash(k)) ~= nil end
+
+-- A rate bucket's theoretical arrival time, or false when it has none.
+local function tat(k)
+  local t = tats[k]
+  if t == nil then t = tonumber(redis.call('GET', k)) or false; tats[k] = t end
+  return t
+end
+
+local function set_tat(k, t, now)
+  tats[k] = t
+  tat_ttls[k] = math.max(1, math.ceil((t - now) * 1000) + 1000)
+end
+
+-- Lease bodies are strings: state ('r' reserved, 'e' expired), probe flag, then the plan JSON.
+-- Finished leases are deleted in one DEL / ZREM at flush; ``gone`` hides them until then.
+local new_leases, finished, gone = {}, {}, {}
+
+local function read_lease(id)
+  if gone[id] then return nil end
+  local lk = P .. 'lease:' .. id
+  local v = redis.pcall('GET', lk)
+  if type(v) == 'table' then  -- a hash, as written by versions before 2026-12: still read
+    local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
+    if not f[1] or f[1] == 'd' then return nil end
+    return f[1], f[3] or '0', f[2]
+  end
+  if not v then return nil end
+  return string.sub(v, 1, 1), string.sub(v, 2, 2), string.sub(v, 3)
+end
+
+local function finish(id)
+  gone[id] = true
+  finished[#finished + 1] = id
+end
+
+-- call(...) with the items 500 at a time: unpack takes at most a few thousand values.
+local function in_chunks(items, call)
+  for i = 1, #items, 500 do call(unpack(items, i, math.min(i + 499, #items))) end
+end
+
+local function flush()
+  for k, d in pairs(dirty) do
+    local h, args = hashes[k], {}
+    for f in pairs(d) do args[#args + 1] = f; args[#args + 1] = h[f] end
+    redis.call('HSET', k, unpack(args))
+  end
+  for k, seconds in pairs(ttls) do redis.call('EXPIRE', k, seconds) end
+  for k, ms in pairs(tat_ttls) do redis.call('SET', k, fstr(tats[k]), 'PX', ms) end
+  in_chunks(new_leases, function(...) redis.call('ZADD', LEASES, ...) end)
+  local keys = {}
+  for i, id in ipairs(finished) do keys[i] = P .. 'lease:' .. id end
+  in_chunks(keys, function(...) redis.call('DEL', ...) end)
+  in_chunks(finished, function(...) redis.call('ZREM', LEASES, ...) end)
+end
+
 local function unreserve(lp, probe)
   for _, s in ipairs(lp.scopes) do
-    if redis.call('EXISTS', s[1]) == 1 then
-      local r = num(redis.call('HGET', s[1], 'r'), 0) - lp.amt
-      if r < 0 then r = 0 end
-      redis.call('HSET', s[1], 'r', istr(r))
+    if exists(s[1]) then
+      hset(s[1], 'r', istr(math.max(0, num(hash(s[1]).r, 0) - lp.amt)))
     end
   end
-  if probe == '1' and lp.vel and redis.call('EXISTS', lp.vel.k) == 1 then
-    local pi = num(redis.call('HGET', lp.vel.k, 'pi'), 0) - 1
-    if pi < 0 then pi = 0 end
-    redis.call('HSET', lp.vel.k, 'pi', istr(pi))
+  if probe == '1' and lp.vel and exists(lp.vel.k) then
+    hset(lp.vel.k, 'pi', istr(math.max(0, num(hash(lp.vel.k).pi, 0) - 1)))
   end
 end
 
+-- Expired leases give back their reservations and are remembered for RETENTION seconds, for a
+-- settle that arrives late.
 local function sweep(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', LEASES, '-inf', fstr(now), 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
-    local lk = P .. 'lease:' .. id
-    local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
-    if f[1] == 'r' then
-      unreserve(cjson.decode(f[2]), f[3])
-      redis.call('HSET', lk, 'st', 'e')
-      redis.call('EXPIRE', lk, RETENTION)
+    local st, probe, raw = read_lease(id)
+    if st == 'r' then
+      unreserve(cjson.decode(raw), probe)
+      redis.call('SET', P .. 'lease:' .. id, 'e' .. probe .. raw, 'EX', RETENTION)
     end
-    redis.call('ZREM', LEASES, id)
   end
+  in_chunks(ids, function(...) redis.call('ZREM', LEASES, ...) end)
   return #ids
 end
 
 local function correct_tokens(lp, actual, now)
   for _, r in ipairs(lp.rates) do
     if r[2] == 'tokens' then
-      local tat = redis.call('GET', r[1])
-      if tat then
-        local nt = tonumber(tat) + (actual - r[4]) * (r[5] / r[3])
-        local ttl_ms = math.max(1, math.ceil((nt - now) * 1000) + 1000)
-        redis.call('SET', r[1], fstr(nt), 'PX', ttl_ms)
-      end
+      local t = tat(r[1])
+      if t then set_tat(r[1], t + (actual - r[4]) * (r[5] / r[3]), now) end
     end
   end
-end
-
--- A settled or released lease is forgotten at once, as in process: a second settle or release
--- of an unknown lease is a no-op either way. (Kept for the retention period, as they were,
--- settled leases held ~900 s x the request rate of plan bodies: gigabytes at 2,000 req/s.)
--- Only an *expired* lease is remembered (sweep), for a settle that arrives late.
-local function finish(lk, id)
-  redis.call('DEL', lk)
-  redis.call('ZREM', LEASES, id)
 end
 """
 
 _VELOCITY = """
 local function vel_rate(h, now)
-  local b = num(h[1], nil)
+  local b = num(h.b, nil)
   if b == nil then return 0 end
   local idx = math.floor(now / BUCKET)
   local w = 1 - (now - idx * BUCKET) / BUCKET
-  local c, p = num(h[2], 0), num(h[3], 0)
+  local c, p = num(h.c, 0), num(h.p, 0)
   if idx == b then return p * w + c end
   if idx == b + 1 then return c * w end
   return 0
 end
 
--- A settled request's spend, and the end of its probe if it was one: one read, one write.
+-- A settled request's spend, and the end of its probe if it was one.
 local function vel_settle(v, units, now, probe)
-  local h = redis.call('HMGET', v.k, 'st', 'b', 'c', 'p', 'pi', 'pd')
-  if not h[1] then return end  -- the key's velocity state expired: nothing to add to
+  local h = hash(v.k)
+  if not h.st then return end  -- the key's velocity state expired: nothing to add to
   local idx = math.floor(now / BUCKET)
-  local b, c, p = num(h[2], idx), num(h[3], 0), num(h[4], 0)
+  local b, c, p = num(h.b, idx), num(h.c, 0), num(h.p, 0)
   if idx == b + 1 then p = c; c = 0 elseif idx ~= b then p = 0; c = 0 end
+  hset(v.k, 'b', istr(idx), 'c', istr(c + units), 'p', istr(p))
   if probe then
-    redis.call('HSET', v.k, 'b', istr(idx), 'c', istr(c + units), 'p', istr(p),
-      'pi', istr(math.max(0, num(h[5], 0) - 1)), 'pd', istr(num(h[6], 0) + 1))
-  else
-    redis.call('HSET', v.k, 'b', istr(idx), 'c', istr(c + units), 'p', istr(p))
+    hset(v.k, 'pi', istr(math.max(0, num(h.pi, 0) - 1)), 'pd', istr(num(h.pd, 0) + 1))
   end
-  redis.call('EXPIRE', v.k, math.ceil(v.ttl))
+  ttls[v.k] = math.ceil(v.ttl)
 end
 """
 
@@ -123,32 +184,32 @@ local function reply(t)
     istr(t.reserved or 0), istr(t.cap or 0), t.first or '0', t.trip or '', t.probe or '0',
     t.tr or ''}
   for _, r in ipairs(t.rates or {}) do
-    for _, v in ipairs(r) do table.insert(out, v) end
+    for _, v in ipairs(r) do out[#out + 1] = v end
   end
   return out
 end
 
-local function rate_state(r, tat)
+local function rate_state(r, t)
   local interval = r[5] / r[3]
-  local used = math.max(0, tat - now)
+  local used = math.max(0, t - now)
   local slack = math.min(interval / 2, SLACK)
   local remaining = math.max(0, math.floor((r[5] - used + slack) / interval))
   return {r[1], r[2], istr(r[3]), istr(remaining), fstr(used)}
 end
 
 local function trip(s, reason)
-  redis.call('HSET', s.k, 'tu', fstr(now + s.trip), 'tr', reason)
-  redis.call('EXPIRE', s.k, math.ceil(math.max(s.ttl, s.trip)))
+  hset(s.k, 'tu', fstr(now + s.trip), 'tr', reason)
+  ttls[s.k] = math.ceil(math.max(s.ttl, s.trip))
   return reply({refusal = reason, key = s.k, retry = fstr(s.trip), trip = reason})
 end
 
 local function check_session(s)
-  local h = redis.call('HMGET', s.k, 'tu', 'tr', 'n')
-  local tu = num(h[1], 0)
+  local h = hash(s.k)
+  local tu = num(h.tu, 0)
   if tu > now then
-    return reply({refusal = 'session_open', key = s.k, retry = fstr(tu - now), trip = h[2]})
+    return reply({refusal = 'session_open', key = s.k, retry = fstr(tu - now), trip = h.tr})
   end
-  if s.max > 0 and num(h[3], 0) >= s.max then return trip(s, 'max_steps') end
+  if s.max > 0 and num(h.n, 0) >= s.max then return trip(s, 'max_steps') end
   -- Sightings older than the window are trimmed only when they could make a loop: a
   -- fingerprint seen fewer than K-1 times (nearly every one) costs one ZCARD.
   if s.fp ~= '' and s.kk > 0 and redis.call('ZCARD', s.fp) + 1 >= s.kk then
@@ -159,52 +220,51 @@ local function check_session(s)
 end
 
 local function vel_open(v)
-  redis.call('HSET', v.k, 'st', 'open', 'ou', fstr(now + v.cool), 'c', '0', 'p', '0')
+  hset(v.k, 'st', 'open', 'ou', fstr(now + v.cool), 'c', '0', 'p', '0')
   return reply({refusal = 'velocity_open', key = v.k, retry = fstr(v.cool), tr = 'open'})
 end
 
 -- Returns refusal reply or nil, the transition, and whether to admit as a probe.
 local function check_velocity(v)
-  local h = redis.call('HMGET', v.k, 'st', 'ou', 'pi', 'pd', 'b', 'c', 'p')
-  if not h[1] then redis.call('HSET', v.k, 'st', 'closed') end
-  redis.call('EXPIRE', v.k, math.ceil(v.ttl))
-  local st, tr = h[1] or 'closed', ''
+  local h = hash(v.k)
+  if not h.st then hset(v.k, 'st', 'closed') end
+  ttls[v.k] = math.ceil(v.ttl)
+  local st, tr = h.st, ''
   if st == 'open' then
-    local ou = num(h[2], 0)
+    local ou = num(h.ou, 0)
     if now < ou then
       return reply({refusal = 'velocity_open', key = v.k, retry = fstr(ou - now)}), '', '0'
     end
-    st, tr, h[3], h[4] = 'half_open', 'half_open', '0', '0'
-    redis.call('HSET', v.k, 'st', st, 'pi', '0', 'pd', '0')
+    st, tr = 'half_open', 'half_open'
+    hset(v.k, 'st', st, 'pi', '0', 'pd', '0')
   end
-  local window = {h[5], h[6], h[7]}
   if st == 'half_open' then
-    local pi, pd = num(h[3], 0), num(h[4], 0)
+    local pi, pd = num(h.pi, 0), num(h.pd, 0)
     if pd < v.probes then
       if pi + pd >= v.probes then
         return reply({refusal = 'probe_busy', key = v.k, retry = '1', tr = tr}), tr, '0'
       end
       return nil, tr, '1'
     end
-    if vel_rate(window, now) > v.thr then return vel_open(v), 'open', '0' end
-    redis.call('HSET', v.k, 'st', 'closed')
+    if vel_rate(h, now) > v.thr then return vel_open(v), 'open', '0' end
+    hset(v.k, 'st', 'closed')
     tr = 'closed'
   end
-  if vel_rate(window, now) > v.thr then return vel_open(v), 'open', '0' end
+  if vel_rate(h, now) > v.thr then return vel_open(v), 'open', '0' end
   return nil, tr, '0'
 end
 
 local function check_rates()
   local planned = {}
   for i, r in ipairs(plan.rates) do
-    local tat = num(redis.call('GET', r[1]), now)
+    local t = tat(r[1]) or now
     local interval = r[5] / r[3]
-    local new_tat = math.max(tat, now) + r[4] * interval
+    local new_tat = math.max(t, now) + r[4] * interval
     local over = (new_tat - now) - r[5] - math.min(interval / 2, SLACK)
     if over > 0 then
       local retry = fstr(over)
       if r[4] > r[3] then retry = '' end
-      return nil, reply({refusal = 'rate', key = r[1], retry = retry, rates = {rate_state(r, tat)}})
+      return nil, reply({refusal = 'rate', key = r[1], retry = retry, rates = {rate_state(r, t)}})
     end
     planned[i] = new_tat
   end
@@ -213,23 +273,18 @@ end
 
 -- TTLs are relative to the caller's clock (not EXPIREAT), so they agree with its timestamps.
 local function expire_counter(s)
-  if s[3] > 0 then redis.call('EXPIRE', s[1], math.max(1, math.ceil(s[3] - now))) end
+  if s[3] > 0 then ttls[s[1]] = math.max(1, math.ceil(s[3] - now)) end
 end
 
--- Each scope's counter expiry as last set ('e'), read by check_scopes for apply: a counter's
--- TTL is pushed out only when the scope's expiry is later, not on every admission.
-local expiries = {}
-
 local function check_scopes()
-  for i, s in ipairs(plan.scopes) do
-    local h = redis.call('HMGET', s[1], 's', 'r', 'x', 'e')
-    local spent, reserved = num(h[1], 0), num(h[2], 0)
-    expiries[i] = num(h[4], 0)
+  for _, s in ipairs(plan.scopes) do
+    local h = hash(s[1])
+    local spent, reserved = num(h.s, 0), num(h.r, 0)
     if spent + reserved + plan.amt > s[2] then
       local first = '1'
-      if h[3] == '1' then first = '0' end
+      if h.x == '1' then first = '0' end
       if plan.tent ~= 1 then
-        redis.call('HSET', s[1], 'x', '1')
+        hset(s[1], 'x', '1')
         expire_counter(s)
       end
       return reply({refusal = 'budget', key = s[1], spent = spent, reserved = reserved,
@@ -240,38 +295,38 @@ local function check_scopes()
 end
 
 local function apply(planned, probe)
-  for i, s in ipairs(plan.scopes) do
-    if s[3] > expiries[i] then
-      redis.call('HSET', s[1], 'e', fstr(s[3]))
+  for _, s in ipairs(plan.scopes) do
+    local h = hash(s[1])
+    -- A counter's TTL ('e': its expiry as last set) is pushed out only to a later expiry.
+    if s[3] > num(h.e, 0) then
+      hset(s[1], 'e', fstr(s[3]))
       expire_counter(s)
     end
-    redis.call('HINCRBY', s[1], 'r', istr(plan.amt))
+    hset(s[1], 'r', istr(num(h.r, 0) + plan.amt))
   end
   local states = {}
   for i, r in ipairs(plan.rates) do
-    local ttl_ms = math.max(1, math.ceil((planned[i] - now) * 1000) + 1000)
-    redis.call('SET', r[1], fstr(planned[i]), 'PX', ttl_ms)
+    set_tat(r[1], planned[i], now)
     states[i] = rate_state(r, planned[i])
   end
   local s = plan.sess
   if s then
-    redis.call('HINCRBY', s.k, 'n', 1)
-    redis.call('EXPIRE', s.k, math.ceil(s.ttl))
+    hset(s.k, 'n', istr(num(hash(s.k).n, 0) + 1))
+    ttls[s.k] = math.ceil(s.ttl)
     if s.fp ~= '' and s.kk > 0 then
       redis.call('ZADD', s.fp, fstr(now), plan.lease)
       redis.call('EXPIRE', s.fp, math.ceil(s.win) + 1)
     end
   end
-  if probe == '1' then redis.call('HINCRBY', plan.vel.k, 'pi', 1) end
-  local lk = P .. 'lease:' .. plan.lease
-  redis.call('HSET', lk, 'st', 'r', 'p', raw, 'pr', probe)
-  redis.call('EXPIRE', lk, math.ceil(plan.exp - now) + RETENTION)
-  redis.call('ZADD', LEASES, fstr(plan.exp), plan.lease)
+  if probe == '1' then hset(plan.vel.k, 'pi', istr(num(hash(plan.vel.k).pi, 0) + 1)) end
+  redis.call('SET', P .. 'lease:' .. plan.lease, 'r' .. probe .. raw,
+    'EX', math.ceil(plan.exp - now) + RETENTION)
+  new_leases[#new_leases + 1] = fstr(plan.exp)
+  new_leases[#new_leases + 1] = plan.lease
   return states
 end
 
 local function admit_one()
-  sweep(now, %(sweep_batch)d)
   if plan.sess then
     local refused = check_session(plan.sess)
     if refused then return refused end
@@ -291,22 +346,10 @@ local function admit_one()
 end
 """
 
-# ARGV: prefix, plan JSON. Reply: see the module docstring.
-ADMIT = (
-    _COMMON
-    + _VELOCITY
-    + _ADMIT_ONE
-    + """
-raw = ARGV[2]
-plan = cjson.decode(raw)
-now = plan.now
-return admit_one()
-"""
-)
-
 # ARGV: prefix, then one plan JSON per admission; KEYS: every key of every plan. Reply: one
 # admission reply per plan, in order, each plan admitted or refused on its own (the gateway
-# batches the admissions that arrive while a round trip is in flight).
+# batches the admissions that arrive while a round trip is in flight). Expired leases are
+# swept once per call, at the first plan's clock.
 ADMIT_MANY = (
     _COMMON
     + _VELOCITY
@@ -317,8 +360,10 @@ for i = 2, #ARGV do
   raw = ARGV[i]
   plan = cjson.decode(raw)
   now = plan.now
+  if i == 2 then sweep(now, %(sweep_batch)d) end
   replies[#replies + 1] = admit_one()
 end
+flush()
 return replies
 """
 )
@@ -328,50 +373,39 @@ _SETTLE_ONE = """
 -- spend; ``tokens`` ('' = none) corrects its token buckets. {0} if the lease is not live, else
 -- {1, then key, cap, spent_before, spent_after per scope}.
 local function settle_one(id, actual, tokens, now)
-  local lk = P .. 'lease:' .. id
-  local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
-  if not f[1] or f[1] == 'd' then return {0} end
-  local lp = cjson.decode(f[2])
+  local st, probe, raw = read_lease(id)
+  if not st then return {0} end
+  local lp = cjson.decode(raw)
   local units = lp.amt
   if actual ~= '' then units = tonumber(actual) end
-  local was_reserved = f[1] == 'r'
+  local was_reserved = st == 'r'
   local out = {1}
   for _, s in ipairs(lp.scopes) do
-    local h = redis.call('HMGET', s[1], 's', 'r', 'x')
-    if h[1] or h[2] or h[3] then  -- the counter still exists (its retention has not passed)
-      local before, reserved = num(h[1], 0), num(h[2], 0)
+    local h = hash(s[1])
+    if h.s or h.r or h.x then  -- the counter still exists (its retention has not passed)
+      local before, reserved = num(h.s, 0), num(h.r, 0)
       if was_reserved then reserved = math.max(0, reserved - lp.amt) end
       local after = before + units
-      redis.call('HSET', s[1], 's', istr(after), 'r', istr(reserved))
+      hset(s[1], 's', istr(after), 'r', istr(reserved))
       -- s[4]: spend from which the counter is reported (absent in older lease bodies: always)
       if s[4] == nil or after >= s[4] then
-        for _, v in ipairs({s[1], istr(s[2]), istr(before), istr(after)}) do
-          table.insert(out, v)
-        end
+        out[#out + 1] = s[1]
+        out[#out + 1] = istr(s[2])
+        out[#out + 1] = istr(before)
+        out[#out + 1] = istr(after)
       end
     end
   end
   if tokens ~= '' then correct_tokens(lp, tonumber(tokens), now) end
-  if lp.vel then vel_settle(lp.vel, units, now, f[3] == '1' and was_reserved) end
-  finish(lk, id)
+  if lp.vel then vel_settle(lp.vel, units, now, probe == '1' and was_reserved) end
+  finish(id)
   return out
 end
 """
 
-# ARGV: prefix, lease id, actual units ('' = the reserved amount), actual tokens ('' = none),
-# now. Reply: settle_one's.
-SETTLE = (
-    _COMMON
-    + _VELOCITY
-    + _SETTLE_ONE
-    + """
-return settle_one(ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]))
-"""
-)
-
-# ARGV: prefix, now, then (lease id, actual units, actual tokens) per lease; KEYS: the leases
-# set, then each lease's key. Reply: one settle_one reply per lease, in order. Many requests
-# settled in one round trip (the gateway batches those that finish in one loop iteration).
+# ARGV: prefix, now, then (lease id, actual units ('' = the reserved amount), actual tokens
+# ('' = none)) per lease; KEYS: the leases set, then each lease's key. Reply: one settle_one
+# reply per lease, in order. The gateway batches the settlements of one loop iteration.
 SETTLE_MANY = (
     _COMMON
     + _VELOCITY
@@ -380,8 +414,9 @@ SETTLE_MANY = (
 local now = tonumber(ARGV[2])
 local replies = {}
 for i = 3, #ARGV, 3 do
-  table.insert(replies, settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], now))
+  replies[#replies + 1] = settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], now)
 end
+flush()
 return replies
 """
 )
@@ -391,15 +426,15 @@ RELEASE = (
     _COMMON
     + """
 local id, now = ARGV[2], tonumber(ARGV[3])
-local lk = P .. 'lease:' .. id
-local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
-if not f[1] or f[1] == 'd' then return 0 end
-if f[1] == 'r' then
-  local lp = cjson.decode(f[2])
-  unreserve(lp, f[3])
+local st, probe, raw = read_lease(id)
+if not st then return 0 end
+if st == 'r' then
+  local lp = cjson.decode(raw)
+  unreserve(lp, probe)
   correct_tokens(lp, 0, now)
 end
-finish(lk, id)
+finish(id)
+flush()
 return 1
 """
 )
@@ -409,10 +444,9 @@ RENEW = (
     _COMMON
     + """
 local id, exp, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lk = P .. 'lease:' .. id
-if redis.call('HGET', lk, 'st') ~= 'r' then return 0 end
+if read_lease(id) ~= 'r' then return 0 end
 redis.call('ZADD', LEASES, fstr(exp), id)
-redis.call('EXPIRE', lk, math.ceil(exp - now) + RETENTION)
+redis.call('EXPIRE', P .. 'lease:' .. id, math.ceil(exp - now) + RETENTION)
 return 1
 """
 )
@@ -421,7 +455,9 @@ return 1
 SWEEP = (
     _COMMON
     + """
-return sweep(tonumber(ARGV[2]), tonumber(ARGV[3]))
+local swept = sweep(tonumber(ARGV[2]), tonumber(ARGV[3]))
+flush()
+return swept
 """
 )
 
