@@ -8,9 +8,9 @@ wrk, so its CPU per request comes straight out of the gateway's throughput
 (``bench_controls.py``). This measures that CPU alone: each ``--tree`` (run with
 ``PYTHONPATH=<tree>``, in a fresh process per tree and round, interleaved) admits and settles
 ``--requests`` requests with every control of ``bench_controls.py`` through the real engine
-and Redis backend, ``--batch`` admissions per script call and then the same requests'
-settlements in one call (about what one event-loop iteration of the gateway gathers at 32
-connections). Reads redis-server's CPU from /proc (so it must run on this machine) and the
+and Redis backend, in batches of ``--batch`` (about what one event-loop iteration of the
+gateway gathers at 32 connections), each batch admitted while the batch before it is settled,
+as in the gateway. Reads redis-server's CPU from /proc (so it must run on this machine) and the
 script calls from ``INFO commandstats``; also the client process's CPU. Prints µs per request
 (medians over the rounds) and writes bench/results/redis_cost.json.
 """
@@ -84,13 +84,19 @@ async def _child(requests: int, batch: int) -> dict[str, float]:
             )  # fmt: skip
             return admitter.request("chat.completions", body, json.dumps(body).encode(), record, 16)
 
+        async def settle(admitted: list[Any]) -> None:
+            await engine.settle_many([(a, _COST, 36) for a in admitted])
+            for admission in admitted:
+                services.leases.drop(admission)
+
         async def run(start: int, count: int) -> None:
+            # As in the gateway: one batch admitted while the one before it is settled.
+            previous: list[Any] = []
             for first in range(start, start + count, batch):
                 asked = [ask(i) for i in range(first, min(first + batch, start + count))]
-                admitted = await engine.admit_many(asked)
-                await engine.settle_many([(a, _COST, 36) for a in admitted])  # type: ignore[misc]
-                for admission in admitted:
-                    services.leases.drop(admission)  # type: ignore[arg-type]
+                admitted, _ = await asyncio.gather(engine.admit_many(asked), settle(previous))
+                previous = admitted
+            await settle(previous)
 
         await run(0, _WARM_UP)
         calls0, commands0 = _script_stats(client)

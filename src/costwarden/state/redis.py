@@ -2,7 +2,9 @@
 
 One Lua script call per admission (budgets, rate limits and breakers together) and one per
 settlement, so each costs one round trip and is atomic across replicas; the gateway batches
-what arrives while a call is in flight, and a batch is still one call. Scripts run by SHA on
+what arrives while a call is in flight, and a batch is still one call. Admissions and
+settlements run the same script (``STEP``: settlements, then admissions), which could take
+both in one call. Scripts run by SHA on
 connections of their own (``redis_connections``: redis-py's pool costs more CPU per call than
 the rest of the call), loaded again if the server lost its script cache.
 Expired leases (a replica died mid-request) are swept inside the admission script, so no
@@ -65,8 +67,7 @@ class RedisStateBackend:
             )
             return functools.partial(self._scripts.run, script)
 
-        self._admit_many = load(redis_scripts.ADMIT_MANY)
-        self._settle_many = load(redis_scripts.SETTLE_MANY)
+        self._step = load(redis_scripts.STEP)
         self._release = load(redis_scripts.RELEASE)
         self._renew = load(redis_scripts.RENEW)
         self._sweep = load(redis_scripts.SWEEP)
@@ -83,9 +84,7 @@ class RedisStateBackend:
         return self._prefix
 
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
-        body, keys = self._encode(plan)
-        replies = await self._admit_many(keys=keys, args=[self._prefix, body])
-        return self._decode_admission(cast("list[Any]", replies)[0])
+        return (await self.admit_many((plan,)))[0]
 
     async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
         if not plans:
@@ -96,8 +95,8 @@ class RedisStateBackend:
             body, plan_keys = self._encode(plan)
             bodies.append(body)
             keys.update(dict.fromkeys(plan_keys))
-        replies = await self._admit_many(keys=list(keys), args=[self._prefix, *bodies])
-        return [self._decode_admission(cast("list[Any]", r)) for r in cast("list[Any]", replies)]
+        reply = await self._step(keys=list(keys), args=[self._prefix, "0", *bodies])
+        return [self._decode_admission(r) for r in cast("list[list[Any]]", reply)[1]]
 
     async def reserve(
         self,
@@ -113,11 +112,7 @@ class RedisStateBackend:
     async def settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
     ) -> SettleOutcome:
-        replies = await self._settle_many(
-            keys=[self._key("leases"), self._key("lease:" + lease_id)],
-            args=[self._prefix, repr(now), lease_id, *_settle_args(actual, actual_tokens)],
-        )
-        return self._decode_settlement(cast("list[Any]", replies)[0])
+        return (await self.settle_many(((lease_id, actual, actual_tokens),), now))[0]
 
     async def settle_many(
         self, settlements: Sequence[Settlement], now: float
@@ -125,12 +120,13 @@ class RedisStateBackend:
         if not settlements:
             return []
         keys = [self._key("leases")]
-        args: list[str] = [self._prefix, repr(now)]
+        args: list[str] = [self._prefix, str(len(settlements))]
+        clock = repr(now)
         for lease_id, actual, actual_tokens in settlements:
             keys.append(self._key("lease:" + lease_id))
-            args += (lease_id, *_settle_args(actual, actual_tokens))
-        replies = cast("list[Any]", await self._settle_many(keys=keys, args=args))
-        return [self._decode_settlement(cast("list[Any]", reply)) for reply in replies]
+            args += (lease_id, *_settle_args(actual, actual_tokens), clock)
+        reply = cast("list[list[Any]]", await self._step(keys=keys, args=args))
+        return [self._decode_settlement(r) for r in reply[0]]
 
     def _decode_settlement(self, reply: list[Any]) -> SettleOutcome:
         if int(reply[0]) == 0:

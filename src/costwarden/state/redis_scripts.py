@@ -1,4 +1,5 @@
-"""Lua for the Redis backend: one script per admission, settlement, release, renewal, sweep.
+"""Lua for the Redis backend: one script for settlements and admissions (any number of each),
+one each for release, renewal and sweep.
 
 Each script mirrors ``memory.py`` (the two backends pass the same tests). Conventions:
 
@@ -13,6 +14,9 @@ Each script mirrors ``memory.py`` (the two backends pass the same tests). Conven
   Key TTLs are set relative to that clock (EXPIRE, never EXPIREAT) so they agree with it.
 * A lease body keeps the plan JSON exactly as Python encoded it (cjson would re-encode numbers
   with 14 digits), so settlement decodes the same integers that admission reserved.
+* Counters go through a write-back cache (``hash``/``hset``, ``tat``/``set_tat``, ``flush``):
+  the Lua around each ``redis.call`` costs more than the command, and a batch's requests share
+  most of their counters.
 
 Admission reply (flat array): admitted, refusal, refused_key, retry_after ('' = never),
 spent, reserved, cap, first_refusal, trip_reason, probe, transition, then 5 fields per rate
@@ -346,28 +350,6 @@ local function admit_one()
 end
 """
 
-# ARGV: prefix, then one plan JSON per admission; KEYS: every key of every plan. Reply: one
-# admission reply per plan, in order, each plan admitted or refused on its own (the gateway
-# batches the admissions that arrive while a round trip is in flight). Expired leases are
-# swept once per call, at the first plan's clock.
-ADMIT_MANY = (
-    _COMMON
-    + _VELOCITY
-    + _ADMIT_ONE
-    + """
-local replies = {}
-for i = 2, #ARGV do
-  raw = ARGV[i]
-  plan = cjson.decode(raw)
-  now = plan.now
-  if i == 2 then sweep(now, %(sweep_batch)d) end
-  replies[#replies + 1] = admit_one()
-end
-flush()
-return replies
-"""
-)
-
 _SETTLE_ONE = """
 -- Settle one lease: its reservation becomes ``actual`` units ('' = the reserved amount) of
 -- spend; ``tokens`` ('' = none) corrects its token buckets. {0} if the lease is not live, else
@@ -403,21 +385,32 @@ local function settle_one(id, actual, tokens, now)
 end
 """
 
-# ARGV: prefix, now, then (lease id, actual units ('' = the reserved amount), actual tokens
-# ('' = none)) per lease; KEYS: the leases set, then each lease's key. Reply: one settle_one
-# reply per lease, in order. The gateway batches the settlements of one loop iteration.
-SETTLE_MANY = (
+# Settlements and admissions (each settled or admitted on its own; settlements first, so what
+# they free is available to the admissions). ARGV: prefix, the number of settlements n, then
+# (lease id, actual units ('' = the reserved amount), actual tokens ('' = none), now) per
+# settlement, then one plan JSON per admission. KEYS: the leases set, then every key of every
+# lease and plan. Reply: {settle_one replies, admission replies}, in order. Expired leases are
+# swept once per call, at the first plan's clock.
+STEP = (
     _COMMON
     + _VELOCITY
     + _SETTLE_ONE
+    + _ADMIT_ONE
     + """
-local now = tonumber(ARGV[2])
-local replies = {}
-for i = 3, #ARGV, 3 do
-  replies[#replies + 1] = settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], now)
+local first_plan = 3 + 4 * tonumber(ARGV[2])
+local settled, admitted = {}, {}
+for i = 3, first_plan - 1, 4 do
+  settled[#settled + 1] = settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]))
+end
+for i = first_plan, #ARGV do
+  raw = ARGV[i]
+  plan = cjson.decode(raw)
+  now = plan.now
+  if i == first_plan then sweep(now, %(sweep_batch)d) end
+  admitted[#admitted + 1] = admit_one()
 end
 flush()
-return replies
+return {settled, admitted}
 """
 )
 

@@ -1,0 +1,75 @@
+"""The Redis scripts' own guarantees: batches of any size, lease bodies of earlier versions,
+and settlements and admissions in one call."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from redis.asyncio import Redis
+
+from costwarden.state.base import AdmissionPlan, RateBucket, ScopeKey, usd_to_units_up
+from costwarden.state.redis import RedisStateBackend
+
+NOW = 1_795_000_000.0
+CENT = usd_to_units_up(Decimal("0.01"))
+
+
+async def test_batches_larger_than_lua_can_unpack_at_once(redis_url: str, key_prefix: str):
+    # Leases are added and deleted 500 at a time (Lua's unpack takes a few thousand values).
+    backend = RedisStateBackend.from_url(redis_url, key_prefix)
+    cap = ScopeKey("budget:global:day:x", Decimal(100), NOW + 86_400)
+    rpm = RateBucket("rate:key=k:requests", "requests", 10_000, 1)
+    try:
+        plans = [AdmissionPlan(f"l{i}", NOW, NOW + 120, CENT, (cap,), (rpm,)) for i in range(4500)]
+        outcomes = await backend.admit_many(plans)
+        assert all(o.admitted for o in outcomes)
+        assert outcomes[-1].rates[0].remaining == 10_000 - 4500
+        assert await backend.usage(cap.key) == (Decimal(0), Decimal(45))
+        half = Decimal("0.005")
+        settled = await backend.settle_many([(p.lease_id, half, None) for p in plans], NOW + 1)
+        assert all(o.applied for o in settled)
+        assert await backend.usage(cap.key) == (Decimal("22.5"), Decimal(0))
+        assert await backend.sweep_expired(NOW + 10_000) == 0  # every lease left the set
+    finally:
+        await backend.aclose()
+
+
+async def test_a_lease_written_by_an_earlier_version_still_settles(redis_url: str, key_prefix: str):
+    # Before 2026-12 a lease body was a hash (st, p, pr); a rolling upgrade meets such leases.
+    backend = RedisStateBackend.from_url(redis_url, key_prefix)
+    client = Redis.from_url(redis_url)
+    cap = ScopeKey("budget:global:day:x", Decimal(1), NOW + 86_400)
+    key = f"{{{key_prefix}}}:lease:old"
+    try:
+        assert (await backend.admit(AdmissionPlan("old", NOW, NOW + 120, CENT, (cap,)))).admitted
+        body = await client.get(key)
+        assert body is not None and body[:2] == b"r0"
+        await client.delete(key)
+        await client.hset(key, mapping={"st": "r", "p": body[2:], "pr": "0"})
+        outcome = await backend.settle("old", Decimal("0.004"), None, NOW + 1)
+        assert outcome.applied
+        assert await backend.usage(cap.key) == (Decimal("0.004"), Decimal(0))
+        assert not await client.exists(key)
+    finally:
+        await client.aclose()
+        await backend.aclose()
+
+
+async def test_one_call_settles_first_then_admits(redis_url: str, key_prefix: str):
+    backend = RedisStateBackend.from_url(redis_url, key_prefix)
+    cap = ScopeKey("budget:global:day:x", Decimal("0.01"), NOW + 86_400)
+    try:
+        assert (await backend.admit(AdmissionPlan("a", NOW, NOW + 120, CENT, (cap,)))).admitted
+        # The cap is fully reserved: "b" fits only once "a" has settled at less.
+        body, keys = backend._encode(AdmissionPlan("b", NOW + 1, NOW + 121, CENT // 2, (cap,)))
+        prefix = backend.prefix
+        reply = await backend._step(
+            keys=[prefix + "leases", prefix + "lease:a", *keys],
+            args=[prefix, "1", "a", str(CENT // 2), "", repr(NOW + 1), body],
+        )
+        settled, admitted = reply
+        assert settled[0][0] == 1
+        assert admitted[0][0] == b"1"
+        assert await backend.usage(cap.key) == (Decimal("0.005"), Decimal("0.005"))
+    finally:
+        await backend.aclose()
