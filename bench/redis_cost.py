@@ -10,8 +10,10 @@ wrk, so its CPU per request comes straight out of the gateway's throughput
 ``--requests`` requests with every control of ``bench_controls.py`` through the real engine
 and Redis backend, in batches of ``--batch`` (about what one event-loop iteration of the
 gateway gathers at 32 connections), each batch admitted while the batch before it is settled,
-as in the gateway. Reads redis-server's CPU from /proc (so it must run on this machine) and the
-script calls from ``INFO commandstats``; also the client process's CPU. Prints µs per request
+as in the gateway. Reads redis-server's CPU from /proc (so it must run on this machine; its
+network wake-ups included, which vary from run to run here) and, from ``INFO commandstats``,
+the time spent running scripts (steadier: the scripts' own cost) and the script calls; also
+the client process's CPU. Prints µs per request
 (medians over the rounds) and writes bench/results/redis_cost.json.
 """
 
@@ -49,11 +51,12 @@ _WARM_UP = 300
 _COST = Decimal("0.0000123")
 
 
-def _script_stats(client: redis.Redis) -> tuple[int, int]:
-    """(script calls, commands run inside or outside scripts) so far."""
+def _script_stats(client: redis.Redis) -> tuple[int, int, int]:
+    """(script calls, commands run inside or outside scripts, µs spent running scripts)."""
     stats: dict[str, Any] = client.info("commandstats")
-    calls = sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_fcall"))
-    return calls, sum(v["calls"] for v in stats.values())
+    scripts = [v for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_fcall")]
+    calls, usec = sum(v["calls"] for v in scripts), sum(v["usec"] for v in scripts)
+    return calls, sum(v["calls"] for v in stats.values()), usec
 
 
 async def _child(requests: int, batch: int) -> dict[str, float]:
@@ -99,18 +102,19 @@ async def _child(requests: int, batch: int) -> dict[str, float]:
             await settle(previous)
 
         await run(0, _WARM_UP)
-        calls0, commands0 = _script_stats(client)
+        calls0, commands0, script0 = _script_stats(client)
         redis0, own0, wall0 = process_cpu_s(pid), time.process_time(), time.perf_counter()
         await run(_WARM_UP, requests)
         redis_s, own_s = process_cpu_s(pid) - redis0, time.process_time() - own0
         wall_s = time.perf_counter() - wall0
-        calls1, commands1 = _script_stats(client)
+        calls1, commands1, script1 = _script_stats(client)
         await services.close()
     for key in client.scan_iter(match="{" + prefix + "}*", count=1000):
         client.delete(key)
     client.close()
     return {
         "redis_us": redis_s / requests * 1e6,
+        "script_us": (script1 - script0) / requests,
         "client_us": own_s / requests * 1e6,
         "wall_us": wall_s / requests * 1e6,
         # INFO itself is one command of the counted span
@@ -153,13 +157,15 @@ def main() -> int:
         f"per request, {args.requests} requests, batches of {args.batch}, every control, "
         f"medians of {args.rounds} rounds"
     )
-    print(f"{'tree':<10} {'redis µs':>9} {'rounds':>20} {'client µs':>10} {'commands':>9} "
-          f"{'calls':>6}")  # fmt: skip
+    print(f"{'tree':<10} {'redis µs':>9} {'rounds':>24} {'scripts µs':>11} {'rounds':>24} "
+          f"{'client µs':>10} {'commands':>9} {'calls':>6}")  # fmt: skip
     for name, r in results.items():
         each = " ".join(f"{s['redis_us']:.0f}" for s in samples[name])
+        each_script = " ".join(f"{s['script_us']:.0f}" for s in samples[name])
         print(
-            f"{name:<10} {r['redis_us']:>9.1f} {each:>20} {r['client_us']:>10.1f}"
-            f" {r['commands']:>9.1f} {r['script_calls']:>6.2f}"
+            f"{name:<10} {r['redis_us']:>9.1f} {each:>24} {r['script_us']:>11.1f}"
+            f" {each_script:>24} {r['client_us']:>10.1f} {r['commands']:>9.1f}"
+            f" {r['script_calls']:>6.2f}"
         )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "redis_cost.json"
