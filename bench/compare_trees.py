@@ -2,11 +2,13 @@
 
     git archive HEAD~3 src | tar -x -C /tmp/before        # any src/ tree: a revision, a hack
     .venv/bin/python bench/compare_trees.py --tree before=/tmp/before/src --tree now=src \\
-        [--rounds 6] [--duration 4] [--connections 32]
+        [--rounds 6] [--duration 4] [--connections 32] [--backend redis]
 
 Starts one fake upstream, one gateway without controls (this checkout) and one gateway with
 every control of ``bench_controls.py`` per ``--tree`` (run with ``PYTHONPATH=<tree>``), then
-drives them with wrk in interleaved rounds. For each it reports req/s and, steadier on a
+drives them with wrk in interleaved rounds. ``--backend redis`` keeps the controlled gateways'
+counters in Redis ($COSTWARDEN_BENCH_REDIS_URL, a key prefix per tree and run, deleted after)
+instead of in process. For each it reports req/s and, steadier on a
 shared machine, the **CPU time of the gateway's main thread per request** (from
 ``/proc/<pid>/task/<pid>/stat``): the main thread is what saturates, so its CPU per request is
 what throughput is the inverse of, and it does not count time lost to other processes. Each
@@ -39,7 +41,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_controls import _WRK_SCRIPT, SESSIONS, gateway_config
+import redis
+from bench_controls import _WRK_SCRIPT, REDIS_URL, SESSIONS, gateway_config
 from tests.support import procs
 from wrkbench import RESULTS, rotated, thread_cpu_s, wrk
 
@@ -50,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
     parser.add_argument(
         "--together",
         action="store_true",
@@ -62,13 +66,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def start_commands(
-    tmp: Path, trees: dict[str, str], upstream: int
+    tmp: Path, trees: dict[str, str], upstream: int, backend: str, run_id: str
 ) -> tuple[list[tuple[list[str], int]], dict[str, int], dict[str, str]]:
     ports: dict[str, int] = {}
     keys: dict[str, str] = {}
     commands = [(procs.fake_upstream_command(upstream), upstream)]
     for name in ("none", *trees):
-        data = gateway_config(tmp, "none" if name == "none" else "memory", upstream, "compare")
+        variant = "none" if name == "none" else backend
+        data = gateway_config(tmp, variant, upstream, f"compare-{run_id}-{name}")
         data["ledger"] = {"sqlite_path": str(tmp / f"{name}.db"), "spool_dir": str(tmp / name)}
         config = procs.write_config(tmp / f"{name}.yaml", data)
         keys[name] = procs.create_key(config, "bench-user", "bench-team")
@@ -82,7 +87,7 @@ def start_commands(
 
 def measure(args: argparse.Namespace, trees: dict[str, str], tmp: Path) -> dict[str, Any]:
     upstream = procs.free_port()
-    commands, ports, keys = start_commands(tmp, trees, upstream)
+    commands, ports, keys = start_commands(tmp, trees, upstream, args.backend, args.run_id)
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
 
     def drive(name: str, pid: int, seconds: int) -> dict[str, float]:
@@ -158,10 +163,22 @@ def main() -> int:
     trees = dict(spec.split("=", 1) for spec in args.tree)
     if "none" in trees:
         sys.exit("'none' names the gateway without controls; pick another tree name")
-    with tempfile.TemporaryDirectory() as tmpdir:
-        rounds = measure(args, {k: str(Path(v).resolve()) for k, v in trees.items()}, Path(tmpdir))
+    args.run_id = secrets.token_hex(4)
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            resolved = {k: str(Path(v).resolve()) for k, v in trees.items()}
+            rounds = measure(args, resolved, Path(tmpdir))
+    finally:
+        if args.backend == "redis":
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(match="{compare-" + args.run_id + "-*", count=1000):
+                client.delete(key)
+            client.close()
     rows = summarise(rounds)
-    print(f"{args.connections} connections, {args.rounds} rounds of {args.duration} s")
+    print(
+        f"{args.connections} connections, {args.rounds} rounds of {args.duration} s,"
+        f" {args.backend} backend"
+    )
     print(f"{'tree':<10} {'req/s':>7} {'main µs/req':>12} {'added µs':>9} {'% of none':>10} range")
     for row in rows:
         low, high = row["share_range"]
