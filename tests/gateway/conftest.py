@@ -16,6 +16,9 @@ from costwarden.config import Settings, settings_from_dict
 from costwarden.gateway.app import Gateway
 from costwarden.gateway.services import Services
 from costwarden.providers.fake_upstream import FakeUpstream
+from tests.support.state_backends import key_prefix
+
+__all__ = ["key_prefix"]
 
 ADMIN_KEY = "admin-secret-for-tests"
 

@@ -10,9 +10,12 @@ import pytest
 
 from costwarden.errors import BudgetExceeded
 from costwarden.gateway.admission_batch import AdmissionBatcher, InProcessAdmissions
+from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.config import BudgetRule, PolicyConfig
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
+from costwarden.state.base import StateBackend
 from costwarden.state.memory import MemoryStateBackend
+from costwarden.state.redis import RedisStateBackend
 from tests.support.admissions import admission_request
 
 
@@ -34,7 +37,7 @@ class RoundTrips(MemoryStateBackend):
         return await super().admit_many(plans)
 
 
-def engine_with(state: MemoryStateBackend, limit: str) -> PolicyEngine:
+def engine_with(state: StateBackend, limit: str) -> PolicyEngine:
     return PolicyEngine(PolicyConfig(budgets=(BudgetRule(limit_usd=Decimal(limit)),)), state)
 
 
@@ -157,3 +160,56 @@ async def test_an_error_fails_its_own_request_only() -> None:
     futures = [batch.admit(r, Slot()) for r in (admission_request(), broken, admission_request())]
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert [type(r).__name__ for r in results] == ["Admission", "RuntimeError", "Admission"]
+
+
+class CountedRedis(RedisStateBackend):
+    """The Redis backend, each call held 10 ms longer (so calls overlap) and counted."""
+
+    calls: list[tuple[int, int]]  # (settlements, admissions) per call
+
+    async def settle_and_admit(self, settlements, now, plans):  # type: ignore[no-untyped-def]
+        self.calls.append((len(settlements), len(plans)))
+        await asyncio.sleep(0.01)
+        return await super().settle_and_admit(settlements, now, plans)
+
+
+@pytest.fixture
+async def redis_state(redis_url: str, key_prefix: str):  # type: ignore[no-untyped-def]
+    state = CountedRedis.from_url(redis_url, key_prefix)
+    state.calls = []
+    yield state
+    await state.aclose()
+
+
+async def test_settlements_go_along_with_the_next_batch_of_admissions(redis_state) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(redis_state, "1")
+    settlements = SettlementBatcher(engine)
+    batcher = AdmissionBatcher(engine, settlements)
+    done = await batcher.admit(admission_request("0.50"))
+    first = asyncio.create_task(batcher.admit(admission_request("0.40")))
+    await asyncio.sleep(0.001)  # its call is in flight: what comes now waits for the next
+    settlements.settle(done, Decimal("0.10"), 5)
+    second = asyncio.create_task(batcher.admit(admission_request("0.40")))
+    # The cap is 1 with 0.50 + 0.40 reserved: the second 0.40 fits only because the same call
+    # settles the 0.50 at 0.10 first.
+    admitted = await asyncio.gather(first, second)
+    await settlements.flush()
+    assert redis_state.calls == [(0, 1), (0, 1), (1, 1)]  # the settlement went along
+    key = admitted[1].budgets[0].counter.key
+    assert await redis_state.usage(key) == (Decimal("0.1"), Decimal("0.8"))
+
+
+async def test_settlements_go_on_their_own_when_no_admission_follows(redis_state) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_with(redis_state, "1")
+    settlements = SettlementBatcher(engine)
+    batcher = AdmissionBatcher(engine, settlements)
+    done = await batcher.admit(admission_request("0.50"))
+    first = asyncio.create_task(batcher.admit(admission_request("0.20")))
+    await asyncio.sleep(0.001)
+    settlements.settle(done, Decimal("0.10"), 5)  # waits for the call in flight
+    assert redis_state.calls == [(0, 1), (0, 1)]
+    await first
+    await asyncio.sleep(0.05)  # no admission came: it went alone once that call was answered
+    assert redis_state.calls == [(0, 1), (0, 1), (1, 0)]
+    key = done.budgets[0].counter.key
+    assert await redis_state.usage(key) == (Decimal("0.1"), Decimal("0.2"))

@@ -35,6 +35,7 @@ from typing import Generic, Protocol, TypeVar
 
 from costwarden.errors import PolicyRejection
 from costwarden.gateway.batching import BatchQueue
+from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.policy.engine import Admission, AdmissionRequest, PolicyEngine
 
 log = logging.getLogger("costwarden.gateway")
@@ -95,10 +96,16 @@ class InProcessAdmissions(Generic[Ask]):
 
 
 class AdmissionBatcher(BatchQueue[_Queued]):
-    def __init__(self, engine: PolicyEngine) -> None:
+    def __init__(self, engine: PolicyEngine, settlements: SettlementBatcher | None = None) -> None:
         super().__init__("admissions")
         self._engine = engine
         self._busy = False  # a call to the backend is in flight: newcomers queue
+        self._settlements = settlements  # whose queue each batch's call takes along
+        if settlements is not None:
+            settlements.carried_by(self._in_flight)
+
+    def _in_flight(self) -> bool:
+        return self._busy
 
     async def admit(self, request: AdmissionRequest) -> Admission:
         """``PolicyEngine.admit``, batched with whatever else is waiting."""
@@ -113,12 +120,15 @@ class AdmissionBatcher(BatchQueue[_Queued]):
             if self._pending:  # those that queued meanwhile go next, together
                 self._start()
             else:
-                self._busy = False
+                self._drained()
 
     async def _run(self, batch: list[_Queued]) -> None:
+        carried = self._settlements.take() if self._settlements is not None else []
         try:
-            results = await self._engine.admit_many([request for request, _ in batch])
+            results = await self._engine.admit_many([r for r, _ in batch], carried)
         except Exception as exc:  # the backend failed: every request in it fails
+            if carried:  # their leases expire and return the reservations, unbilled
+                log.warning("settling %d reservations failed: %r", len(carried), exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -128,6 +138,8 @@ class AdmissionBatcher(BatchQueue[_Queued]):
 
     def _drained(self) -> None:
         self._busy = False
+        if self._settlements is not None:
+            self._settlements.send_waiting()
 
     async def _answer(
         self, future: asyncio.Future[Admission], result: Admission | PolicyRejection

@@ -126,7 +126,8 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     leases = LeaseKeeper(policy, settings.state.lease_seconds)
     leases.start()
     settlements = SettlementBatcher(policy)
-    admissions = AdmissionBatcher(policy) if settings.state.backend == "redis" else None
+    remote = settings.state.backend == "redis"
+    admissions = AdmissionBatcher(policy, settlements) if remote else None
     return Services(
         settings,
         prices,

@@ -250,12 +250,23 @@ class PolicyEngine:
         return self._conclude(pending, outcome)
 
     async def admit_many(
-        self, requests: Sequence[AdmissionRequest]
+        self,
+        requests: Sequence[AdmissionRequest],
+        settlements: Sequence[tuple[Admission, Decimal | None, int | None]] = (),
     ) -> list[Admission | PolicyRejection]:
         """``admit`` for each, in order, in one backend step (one round trip on Redis; a
-        refused bound is retried exactly in a second one): each its admission or refusal."""
+        refused bound is retried exactly in a second one): each its admission or refusal.
+        ``settlements`` (as for ``settle_many``) are settled first, in the same step."""
         pending = [self._prepare(ctx) for ctx in requests]
-        outcomes = await self._state.admit_many([p.plan for p in pending])
+        plans = [p.plan for p in pending]
+        if settlements:
+            now = self._clock()
+            settled, outcomes = await self._state.settle_and_admit(
+                [(a.lease_id, cost, tokens) for a, cost, tokens in settlements], now, plans
+            )
+            self._settled(settlements, settled, now)
+        else:
+            outcomes = await self._state.admit_many(plans)
         retry = []
         for index, (item, outcome) in enumerate(zip(pending, outcomes, strict=True)):
             if outcome.transition is not None:

@@ -282,6 +282,11 @@ class StateBackend(Protocol):
     ) -> list[SettleOutcome]:
         """``settle`` for each, in order, in one step (one round trip on Redis)."""
 
+    async def settle_and_admit(
+        self, settlements: Sequence[Settlement], now: float, plans: Sequence[AdmissionPlan]
+    ) -> tuple[list[SettleOutcome], list[AdmissionOutcome]]:
+        """``settle_many`` then ``admit_many``, in one step (one round trip on Redis)."""
+
     async def release(self, lease_id: str, now: float) -> bool:
         """Return the reservation and the estimated tokens (request never reached upstream)."""
 

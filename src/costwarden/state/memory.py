@@ -113,6 +113,12 @@ class MemoryStateBackend:
     ) -> list[SettleOutcome]:
         return [self._settle(lease, actual, tokens, now) for lease, actual, tokens in settlements]
 
+    async def settle_and_admit(
+        self, settlements: Sequence[Settlement], now: float, plans: Sequence[AdmissionPlan]
+    ) -> tuple[list[SettleOutcome], list[AdmissionOutcome]]:
+        settled = self.settle_many_now(settlements, now)
+        return settled, [self.admit_now(plan) for plan in plans]
+
     def _settle(
         self, lease_id: str, actual: Decimal | None, actual_tokens: int | None, now: float
     ) -> SettleOutcome:
