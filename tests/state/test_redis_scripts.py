@@ -61,15 +61,11 @@ async def test_one_call_settles_first_then_admits(redis_url: str, key_prefix: st
     try:
         assert (await backend.admit(AdmissionPlan("a", NOW, NOW + 120, CENT, (cap,)))).admitted
         # The cap is fully reserved: "b" fits only once "a" has settled at less.
-        body, keys = backend._encode(AdmissionPlan("b", NOW + 1, NOW + 121, CENT // 2, (cap,)))
-        prefix = backend.prefix
-        reply = await backend._step(
-            keys=[prefix + "leases", prefix + "lease:a", *keys],
-            args=[prefix, "1", "a", str(CENT // 2), "", repr(NOW + 1), body],
-        )
-        settled, admitted = reply
-        assert settled[0][0] == 1
-        assert admitted[0][0] == b"1"
-        assert await backend.usage(cap.key) == (Decimal("0.005"), Decimal("0.005"))
+        plan = AdmissionPlan("b", NOW + 1, NOW + 121, CENT // 2, (cap,))
+        half = Decimal("0.005")
+        settled, admitted = await backend.settle_and_admit([("a", half, None)], NOW + 1, [plan])
+        assert settled[0].applied
+        assert admitted[0].admitted
+        assert await backend.usage(cap.key) == (half, half)
     finally:
         await backend.aclose()
