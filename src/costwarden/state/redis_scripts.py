@@ -388,9 +388,9 @@ end
 # Settlements and admissions (each settled or admitted on its own; settlements first, so what
 # they free is available to the admissions). ARGV: prefix, the number of settlements n, then
 # (lease id, actual units ('' = the reserved amount), actual tokens ('' = none), now) per
-# settlement, then one plan JSON per admission. KEYS: the leases set, then every key of every
-# lease and plan. Reply: {settle_one replies, admission replies}, in order. Expired leases are
-# swept once per call, at the first plan's clock.
+# settlement, then one plan JSON per admission. KEYS: the leases set (every key shares its
+# hash tag: see above). Reply: {settle_one replies, admission replies}, in order. Expired
+# leases are swept once per call, at the first plan's clock.
 STEP = (
     _COMMON
     + _VELOCITY
