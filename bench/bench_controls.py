@@ -24,10 +24,12 @@ of this run's and are deleted after.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -39,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
 from wrkbench import Run, parse_args, process_cpu_s, report, rotated, thread_cpu_s, wrk
+
+from costwarden.records import Principal, Tags, UsageRecord
 
 REDIS_URL = os.environ.get("COSTWARDEN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIANTS = ("none", "memory", "redis")
@@ -62,6 +66,25 @@ request = function()
   return wrk.format(nil, nil, nil, string.format(template, counter))
 end
 """
+
+
+def bench_request(
+    i: int, principal: Principal, created: datetime
+) -> tuple[dict[str, Any], bytes, UsageRecord]:
+    """Request ``i`` as the in-process tools build it (body, raw body, ledger record): what the
+    wrk script sends, one of 64 sessions."""
+    text = f"Benchmark the gateway controls, request {i}."
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 16,
+    }
+    record = UsageRecord(
+        request_id=str(i), created_at=created, api="chat.completions",
+        requested_model="gpt-4o-mini", principal=principal,
+        tags=Tags(session=f"bench-{i % SESSIONS}"), resolved_model="gpt-4o-mini",
+    )  # fmt: skip
+    return body, json.dumps(body).encode(), record
 
 
 def all_controls() -> dict[str, Any]:

@@ -40,13 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # In a --child these come from the tree under test (PYTHONPATH goes before the install).
-from bench_controls import gateway_config
+from bench_controls import bench_request, gateway_config
 from tests.support import procs
 from wrkbench import RESULTS
 
 from costwarden.config import load_settings
 from costwarden.gateway.services import build_services
-from costwarden.records import Principal, Tags, UsageRecord, utcnow
+from costwarden.records import Principal, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 _EVICT = bytearray(3 * 1024 * 1024)
@@ -71,23 +71,9 @@ async def _child(controls: bool, requests: int) -> None:
         principal = Principal(key_id="k1", user="bench-user", team="bench-team")
         created = utcnow()
 
-        def ask(i: int) -> tuple[dict[str, Any], bytes, UsageRecord]:
-            text = f"Benchmark the gateway controls, request {i}."
-            body = {
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": text}],
-                "max_tokens": 16,
-            }
-            record = UsageRecord(
-                request_id=str(i), created_at=created, api="chat.completions",
-                requested_model="gpt-4o-mini", principal=principal,
-                tags=Tags(session=f"bench-{i % 64}"), resolved_model="gpt-4o-mini",
-            )  # fmt: skip
-            return body, json.dumps(body).encode(), record
-
         batch: list[Any] = []
         for i in range(_WARM_UP + requests):
-            body, raw, record = ask(i)
+            body, raw, record = bench_request(i, principal, created)
             counted = i >= _WARM_UP
             if counted:
                 _evict()

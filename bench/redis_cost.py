@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # In a --child these come from the tree under test (PYTHONPATH goes before the install).
 import redis
-from bench_controls import REDIS_URL, gateway_config, local_redis_pid
+from bench_controls import REDIS_URL, bench_request, gateway_config, local_redis_pid
 from tests.support import procs
 from wrkbench import RESULTS, process_cpu_s
 
 from costwarden.config import load_settings
 from costwarden.gateway.services import build_services
-from costwarden.records import Principal, Tags, UsageRecord, utcnow
+from costwarden.records import Principal, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 _WARM_UP = 300
@@ -75,17 +75,8 @@ async def _child(requests: int, batch: int) -> dict[str, float]:
         created = utcnow()
 
         def ask(i: int) -> Any:
-            body = {
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": f"Benchmark request {i}."}],
-                "max_tokens": 16,
-            }
-            record = UsageRecord(
-                request_id=str(i), created_at=created, api="chat.completions",
-                requested_model="gpt-4o-mini", principal=principal,
-                tags=Tags(session=f"bench-{i % 64}"), resolved_model="gpt-4o-mini",
-            )  # fmt: skip
-            return admitter.request("chat.completions", body, json.dumps(body).encode(), record, 16)
+            body, raw, record = bench_request(i, principal, created)
+            return admitter.request("chat.completions", body, raw, record, 16)
 
         async def settle(admitted: list[Any]) -> None:
             await engine.settle_many([(a, _COST, 36) for a in admitted])

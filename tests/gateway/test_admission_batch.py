@@ -181,17 +181,27 @@ async def redis_state(redis_url: str, key_prefix: str):  # type: ignore[no-untyp
     await state.aclose()
 
 
-async def test_settlements_go_along_with_the_next_batch_of_admissions(redis_state) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_with(redis_state, "1")
+async def settled_while_in_flight(
+    state: CountedRedis, follower: str
+) -> tuple[SettlementBatcher, AdmissionBatcher, Admission, asyncio.Task[Admission]]:
+    """A cap of 1: an admission of 0.50 done, one of ``follower`` in flight, and the 0.50's
+    settlement (at 0.10) queued meanwhile."""
+    engine = engine_with(state, "1")
     settlements = SettlementBatcher(engine)
     batcher = AdmissionBatcher(engine, settlements)
     done = await batcher.admit(admission_request("0.50"))
-    first = asyncio.create_task(batcher.admit(admission_request("0.40")))
+    in_flight = asyncio.create_task(batcher.admit(admission_request(follower)))
     await asyncio.sleep(0.001)  # its call is in flight: what comes now waits for the next
     settlements.settle(done, Decimal("0.10"), 5)
+    assert state.calls == [(0, 1), (0, 1)]
+    return settlements, batcher, done, in_flight
+
+
+async def test_settlements_go_along_with_the_next_batch_of_admissions(redis_state) -> None:  # type: ignore[no-untyped-def]
+    settlements, batcher, _, first = await settled_while_in_flight(redis_state, "0.40")
     second = asyncio.create_task(batcher.admit(admission_request("0.40")))
-    # The cap is 1 with 0.50 + 0.40 reserved: the second 0.40 fits only because the same call
-    # settles the 0.50 at 0.10 first.
+    # 0.50 + 0.40 reserved: the second 0.40 fits only because the same call settles the 0.50
+    # at 0.10 first.
     admitted = await asyncio.gather(first, second)
     await settlements.flush()
     assert redis_state.calls == [(0, 1), (0, 1), (1, 1)]  # the settlement went along
@@ -200,14 +210,7 @@ async def test_settlements_go_along_with_the_next_batch_of_admissions(redis_stat
 
 
 async def test_settlements_go_on_their_own_when_no_admission_follows(redis_state) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_with(redis_state, "1")
-    settlements = SettlementBatcher(engine)
-    batcher = AdmissionBatcher(engine, settlements)
-    done = await batcher.admit(admission_request("0.50"))
-    first = asyncio.create_task(batcher.admit(admission_request("0.20")))
-    await asyncio.sleep(0.001)
-    settlements.settle(done, Decimal("0.10"), 5)  # waits for the call in flight
-    assert redis_state.calls == [(0, 1), (0, 1)]
+    _, _, done, first = await settled_while_in_flight(redis_state, "0.20")
     await first
     await asyncio.sleep(0.05)  # no admission came: it went alone once that call was answered
     assert redis_state.calls == [(0, 1), (0, 1), (1, 0)]
