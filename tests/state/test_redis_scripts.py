@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from costwarden.state.base import AdmissionPlan, RateBucket, ScopeKey, usd_to_units_up
+from costwarden.state.base import (
+    AdmissionPlan,
+    RateBucket,
+    ScopeKey,
+    SessionCheck,
+    usd_to_units_up,
+)
 from costwarden.state.redis import RedisStateBackend
+from costwarden.state.redis_wire import Wire
 
 NOW = 1_795_000_000.0
 CENT = usd_to_units_up(Decimal("0.01"))
@@ -68,4 +77,28 @@ async def test_one_call_settles_first_then_admits(redis_url: str, key_prefix: st
         assert admitted[0].admitted
         assert await backend.usage(cap.key) == (half, half)
     finally:
+        await backend.aclose()
+
+
+async def test_a_call_that_fails_writes_nothing(redis_url: str, key_prefix: str):
+    # Every write waits for the end of the script: a call that fails halfway (here its second
+    # plan is not JSON) leaves no lease without its reservation, no reservation without its
+    # lease, no sighting, no rate charge.
+    backend = RedisStateBackend.from_url(redis_url, key_prefix)
+    client = Redis.from_url(redis_url)
+    cap = ScopeKey("budget:global:day:x", Decimal(1), NOW + 86_400)
+    rpm = RateBucket("rate:key=k:requests", "requests", 100, 1)
+    session = SessionCheck("session:k:s", 10, 3, 60.0, 30.0, 3600.0)
+    try:
+        plan = AdmissionPlan("ok", NOW, NOW + 120, CENT, (cap,), (rpm,), session, fingerprint="f")
+        good = Wire(backend.prefix).plan(plan)
+        with pytest.raises(ResponseError):
+            await backend._step(
+                keys=[backend.prefix + "leases"], args=[backend.prefix, "0", good, b"{"]
+            )
+        assert [k async for k in client.scan_iter(match="{" + key_prefix + "}*")] == []
+        assert (await backend.admit(plan)).admitted  # and the same plan alone goes through
+        assert await backend.usage(cap.key) == (Decimal(0), Decimal("0.01"))
+    finally:
+        await client.aclose()
         await backend.aclose()

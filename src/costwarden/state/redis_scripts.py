@@ -16,7 +16,9 @@ Each script mirrors ``memory.py`` (the two backends pass the same tests). Conven
   with 14 digits), so settlement decodes the same integers that admission reserved.
 * Counters go through a write-back cache (``hash``/``hset``, ``tat``/``set_tat``, ``flush``):
   the Lua around each ``redis.call`` costs more than the command, and a batch's requests share
-  most of their counters.
+  most of their counters. Every write of a call (counters, leases, sightings) is made by
+  ``flush`` at its end, so a script that fails halfway writes nothing: Redis itself would
+  keep the writes made before the error.
 
 Admission reply (flat array): admitted, refusal, refused_key, retry_after ('' = never),
 spent, reserved, cap, first_refusal, trip_reason, probe, transition, then 5 fields per rate
@@ -75,13 +77,19 @@ local function set_tat(k, t, now)
 end
 
 -- Lease bodies are strings: state ('r' reserved, 'e' expired), probe flag, then the plan JSON.
--- Finished leases are deleted in one DEL / ZREM at flush; ``gone`` hides them until then.
-local new_leases, finished, gone = {}, {}, {}
+-- Written, listed, unlisted and deleted at flush: ``written`` and ``gone`` show what the call
+-- did to them until then.
+local new_leases, finished, unlisted, gone, written, lease_ttls = {}, {}, {}, {}, {}, {}
+
+local function write_lease(id, body, ttl)
+  written[id] = body
+  lease_ttls[id] = ttl
+end
 
 local function read_lease(id)
   if gone[id] then return nil end
   local lk = P .. 'lease:' .. id
-  local v = redis.pcall('GET', lk)
+  local v = written[id] or redis.pcall('GET', lk)
   if type(v) == 'table' then  -- a hash, as written by versions before 2026-12: still read
     local f = redis.call('HMGET', lk, 'st', 'p', 'pr')
     if not f[1] or f[1] == 'd' then return nil end
@@ -96,11 +104,28 @@ local function finish(id)
   finished[#finished + 1] = id
 end
 
+-- Loop detection's sightings (a sorted set per session and fingerprint): added, trimmed and
+-- given their TTL at flush; ``sightings`` counts those of this call.
+local sightings, fp_ttls, fp_trims = {}, {}, {}
+
+local function seen(fp) local s = sightings[fp]; if s then return #s / 2 end return 0 end
+
+local function sight(fp, now, member, ttl)
+  local s = sightings[fp]
+  if s == nil then s = {}; sightings[fp] = s end
+  s[#s + 1] = fstr(now)
+  s[#s + 1] = member
+  fp_ttls[fp] = ttl
+end
+
 -- call(...) with the items 500 at a time: unpack takes at most a few thousand values.
 local function in_chunks(items, call)
   for i = 1, #items, 500 do call(unpack(items, i, math.min(i + 499, #items))) end
 end
 
+-- Every write of the call happens here, at its end: a call that fails before (a bad plan, a
+-- bug) has written nothing, so it cannot leave a lease without its reservation or a
+-- reservation without its lease.
 local function flush()
   for k, d in pairs(dirty) do
     local h, args = hashes[k], {}
@@ -109,7 +134,16 @@ local function flush()
   end
   for k, seconds in pairs(ttls) do redis.call('EXPIRE', k, seconds) end
   for k, ms in pairs(tat_ttls) do redis.call('SET', k, fstr(tats[k]), 'PX', ms) end
+  for id, body in pairs(written) do
+    redis.call('SET', P .. 'lease:' .. id, body, 'EX', lease_ttls[id])
+  end
+  for fp, cutoff in pairs(fp_trims) do redis.call('ZREMRANGEBYSCORE', fp, '-inf', cutoff) end
+  for fp, added in pairs(sightings) do
+    in_chunks(added, function(...) redis.call('ZADD', fp, ...) end)
+    redis.call('EXPIRE', fp, fp_ttls[fp])
+  end
   in_chunks(new_leases, function(...) redis.call('ZADD', LEASES, ...) end)
+  in_chunks(unlisted, function(...) redis.call('ZREM', LEASES, ...) end)
   local keys = {}
   for i, id in ipairs(finished) do keys[i] = P .. 'lease:' .. id end
   in_chunks(keys, function(...) redis.call('DEL', ...) end)
@@ -135,10 +169,10 @@ local function sweep(now, limit)
     local st, probe, raw = read_lease(id)
     if st == 'r' then
       unreserve(cjson.decode(raw), probe)
-      redis.call('SET', P .. 'lease:' .. id, 'e' .. probe .. raw, 'EX', RETENTION)
+      write_lease(id, 'e' .. probe .. raw, RETENTION)
     end
+    unlisted[#unlisted + 1] = id
   end
-  in_chunks(ids, function(...) redis.call('ZREM', LEASES, ...) end)
   return #ids
 end
 
@@ -214,11 +248,14 @@ local function check_session(s)
     return reply({refusal = 'session_open', key = s.k, retry = fstr(tu - now), trip = h.tr})
   end
   if s.max > 0 and num(h.n, 0) >= s.max then return trip(s, 'max_steps') end
-  -- Sightings older than the window are trimmed only when they could make a loop: a
-  -- fingerprint seen fewer than K-1 times (nearly every one) costs one ZCARD.
-  if s.fp ~= '' and s.kk > 0 and redis.call('ZCARD', s.fp) + 1 >= s.kk then
-    redis.call('ZREMRANGEBYSCORE', s.fp, '-inf', fstr(now - s.win))
-    if redis.call('ZCARD', s.fp) + 1 >= s.kk then return trip(s, 'loop') end
+  -- Sightings older than the window are counted out (and trimmed) only when they could make
+  -- a loop: a fingerprint seen fewer than K-1 times (nearly every one) costs one ZCARD.
+  if s.fp ~= '' and s.kk > 0 and redis.call('ZCARD', s.fp) + seen(s.fp) + 1 >= s.kk then
+    local cutoff = fstr(now - s.win)
+    fp_trims[s.fp] = cutoff
+    if redis.call('ZCOUNT', s.fp, '(' .. cutoff, '+inf') + seen(s.fp) + 1 >= s.kk then
+      return trip(s, 'loop')
+    end
   end
   return nil
 end
@@ -318,13 +355,11 @@ local function apply(planned, probe)
     hset(s.k, 'n', istr(num(hash(s.k).n, 0) + 1))
     ttls[s.k] = math.ceil(s.ttl)
     if s.fp ~= '' and s.kk > 0 then
-      redis.call('ZADD', s.fp, fstr(now), plan.lease)
-      redis.call('EXPIRE', s.fp, math.ceil(s.win) + 1)
+      sight(s.fp, now, plan.lease, math.ceil(s.win) + 1)
     end
   end
   if probe == '1' then hset(plan.vel.k, 'pi', istr(num(hash(plan.vel.k).pi, 0) + 1)) end
-  redis.call('SET', P .. 'lease:' .. plan.lease, 'r' .. probe .. raw,
-    'EX', math.ceil(plan.exp - now) + RETENTION)
+  write_lease(plan.lease, 'r' .. probe .. raw, math.ceil(plan.exp - now) + RETENTION)
   new_leases[#new_leases + 1] = fstr(plan.exp)
   new_leases[#new_leases + 1] = plan.lease
   return states
