@@ -115,20 +115,34 @@ class AdmissionBatcher(BatchQueue[_Queued]):
             return await future
         self._busy = True  # idle: this one goes at once, with no hand-over to another task
         try:
-            return await self._engine.admit(request)
+            if self._settlements is None or not self._settlements.queued:
+                return await self._engine.admit(request)
+            (result,) = await self._admit_carrying([request])
+            if isinstance(result, PolicyRejection):
+                raise result
+            return result
         finally:
             if self._pending:  # those that queued meanwhile go next, together
                 self._start()
             else:
                 self._drained()
 
-    async def _run(self, batch: list[_Queued]) -> None:
+    async def _admit_carrying(
+        self, requests: list[AdmissionRequest]
+    ) -> list[Admission | PolicyRejection]:
+        """``admit_many``, settling the queued settlements in the same call."""
         carried = self._settlements.take() if self._settlements is not None else []
         try:
-            results = await self._engine.admit_many([r for r, _ in batch], carried)
-        except Exception as exc:  # the backend failed: every request in it fails
+            return await self._engine.admit_many(requests, carried)
+        except Exception as exc:
             if carried:  # their leases expire and return the reservations, unbilled
                 log.warning("settling %d reservations failed: %r", len(carried), exc)
+            raise
+
+    async def _run(self, batch: list[_Queued]) -> None:
+        try:
+            results = await self._admit_carrying([r for r, _ in batch])
+        except Exception as exc:  # the backend failed: every request in it fails
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
