@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgpack
+import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -59,6 +61,26 @@ async def test_a_lease_written_by_an_earlier_version_still_settles(redis_url: st
         assert outcome.applied
         assert await backend.usage(cap.key) == (Decimal("0.004"), Decimal(0))
         assert not await client.exists(key)
+    finally:
+        await client.aclose()
+        await backend.aclose()
+
+
+async def test_a_json_lease_body_of_an_earlier_version_still_settles(
+    redis_url: str, key_prefix: str
+):
+    # Before 2026-12 plans travelled, and lease bodies kept them, as JSON.
+    backend = RedisStateBackend.from_url(redis_url, key_prefix)
+    client = Redis.from_url(redis_url)
+    cap = ScopeKey("budget:global:day:x", Decimal(1), NOW + 86_400)
+    key = f"{{{key_prefix}}}:lease:json"
+    try:
+        plan = AdmissionPlan("json", NOW, NOW + 120, CENT, (cap,))
+        assert (await backend.admit(plan)).admitted
+        body = msgpack.unpackb((await client.get(key))[2:])
+        await client.set(key, b"r0" + orjson.dumps(body))
+        assert (await backend.settle("json", Decimal("0.004"), None, NOW + 1)).applied
+        assert await backend.usage(cap.key) == (Decimal("0.004"), Decimal(0))
     finally:
         await client.aclose()
         await backend.aclose()

@@ -1,12 +1,12 @@
-"""The plan JSON the Redis scripts read: assembled from cached pieces, byte for byte what
-encoding the whole document at once gives."""
+"""The plans the Redis scripts read: packed from cached pieces, byte for byte what packing the
+whole document at once gives."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-import orjson
+import msgpack
 import pytest
 
 from costwarden.state import redis_wire
@@ -23,8 +23,8 @@ P = "{t}:"
 NOW = 1_795_000_000.25
 
 
-def document(plan: AdmissionPlan) -> bytes:
-    """The plan as one document (how it was encoded before the pieces were cached)."""
+def document(plan: AdmissionPlan) -> dict[str, Any]:
+    """The plan as one document, as the scripts read it."""
     doc: dict[str, Any] = {
         "lease": plan.lease_id,
         "now": plan.now,
@@ -59,7 +59,11 @@ def document(plan: AdmissionPlan) -> bytes:
             "probes": v.probe_requests,
             "ttl": v.ttl_s,
         }
-    return orjson.dumps(doc)
+    return doc
+
+
+def packed(plan: AdmissionPlan) -> bytes:
+    return bytes(msgpack.packb(document(plan)))
 
 
 SCOPES = (
@@ -87,18 +91,26 @@ def plans() -> list[AdmissionPlan]:
     ]
 
 
-def test_every_kind_of_plan_encodes_as_the_whole_document() -> None:
+def test_every_kind_of_plan_packs_as_the_whole_document() -> None:
     wire = Wire(P)
     for _ in range(2):  # the second time from the cached pieces
         for plan in plans():
-            assert wire.plan(plan) == document(plan)
+            assert wire.plan(plan) == packed(plan)
+
+
+def test_a_plan_with_many_scopes_and_big_counters_round_trips() -> None:
+    # Over 15 scopes the array needs a longer header; counters up to 2**53 stay exact.
+    scopes = tuple(ScopeKey(f"budget:b{i}", Decimal(90_000_000), NOW) for i in range(20))
+    plan = AdmissionPlan("big", NOW, NOW + 1, 2**53 - 1, scopes, RATES, tokens=2**40)
+    assert Wire(P).plan(plan) == packed(plan)
+    assert msgpack.unpackb(Wire(P).plan(plan))["amt"] == 2**53 - 1
 
 
 def test_the_piece_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis_wire, "_CACHE_LIMIT", 2)
     wire = Wire(P)
     for plan in plans() * 3:
-        assert wire.plan(plan) == document(plan)
+        assert wire.plan(plan) == packed(plan)
     assert len(wire._parts) <= 2
 
 

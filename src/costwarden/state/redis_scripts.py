@@ -12,8 +12,9 @@ Each script mirrors ``memory.py`` (the two backends pass the same tests). Conven
 * Times are caller-supplied epoch seconds (replicas need roughly synchronised clocks; skew only
   shifts when leases expire and when rate buckets refill). Floats are written with ``%.17g``.
   Key TTLs are set relative to that clock (EXPIRE, never EXPIREAT) so they agree with it.
-* A lease body keeps the plan JSON exactly as Python encoded it (cjson would re-encode numbers
-  with 14 digits), so settlement decodes the same integers that admission reserved.
+* A plan travels packed with MessagePack (``redis_wire``; its numbers are exact doubles) and
+  a lease body keeps it exactly as Python packed it, so settlement unpacks the same integers
+  that admission reserved. Lease bodies written as JSON by earlier versions are still read.
 * Counters go through a write-back cache (``hash``/``hset``, ``tat``/``set_tat``, ``flush``):
   the Lua around each ``redis.call`` costs more than the command, and a batch's requests share
   most of their counters. Every write of a call (counters, leases, sightings) is made by
@@ -37,6 +38,12 @@ local SLACK = %(slack)s
 local function istr(n) return string.format('%%d', n) end
 local function fstr(x) return string.format('%%.17g', x) end
 local function num(v, default) if v then return tonumber(v) end return default end
+
+-- A plan as sent (MessagePack), or as a lease body of a version before 2026-12 kept it (JSON).
+local function decode_plan(raw)
+  if string.byte(raw, 1) == 123 then return cjson.decode(raw) end  -- '{'
+  return cmsgpack.unpack(raw)
+end
 
 -- Write-back cache of the call's counters: each hash and rate bucket is read once and written
 -- once per script call, however many of the call's requests touch it (a batch's requests share
@@ -76,7 +83,7 @@ local function set_tat(k, t, now)
   tat_ttls[k] = math.max(1, math.ceil((t - now) * 1000) + 1000)
 end
 
--- Lease bodies are strings: state ('r' reserved, 'e' expired), probe flag, then the plan JSON.
+-- Lease bodies are strings: state ('r' reserved, 'e' expired), probe flag, then the plan.
 -- Written, listed, unlisted and deleted at flush: ``written`` and ``gone`` show what the call
 -- did to them until then.
 local new_leases, finished, unlisted, gone, written, lease_ttls = {}, {}, {}, {}, {}, {}
@@ -168,7 +175,7 @@ local function sweep(now, limit)
   for _, id in ipairs(ids) do
     local st, probe, raw = read_lease(id)
     if st == 'r' then
-      unreserve(cjson.decode(raw), probe)
+      unreserve(decode_plan(raw), probe)
       write_lease(id, 'e' .. probe .. raw, RETENTION)
     end
     unlisted[#unlisted + 1] = id
@@ -214,7 +221,7 @@ end
 """
 
 _ADMIT_ONE = """
--- The plan being admitted (its JSON as sent, decoded) and its clock: set by the entry point.
+-- The plan being admitted (as sent, and unpacked) and its clock: set by the entry point.
 local raw, plan, now
 
 local function reply(t)
@@ -392,7 +399,7 @@ _SETTLE_ONE = """
 local function settle_one(id, actual, tokens, now)
   local st, probe, raw = read_lease(id)
   if not st then return {0} end
-  local lp = cjson.decode(raw)
+  local lp = decode_plan(raw)
   local units = lp.amt
   if actual ~= '' then units = tonumber(actual) end
   local was_reserved = st == 'r'
@@ -423,7 +430,7 @@ end
 # Settlements and admissions (each settled or admitted on its own; settlements first, so what
 # they free is available to the admissions). ARGV: prefix, the number of settlements n, then
 # (lease id, actual units ('' = the reserved amount), actual tokens ('' = none), now) per
-# settlement, then one plan JSON per admission. KEYS: the leases set (every key shares its
+# settlement, then one packed plan per admission. KEYS: the leases set (every key shares its
 # hash tag: see above). Reply: {settle_one replies, admission replies}, in order. Expired
 # leases are swept once per call, at the first plan's clock.
 STEP = (
@@ -439,7 +446,7 @@ for i = 3, first_plan - 1, 4 do
 end
 for i = first_plan, #ARGV do
   raw = ARGV[i]
-  plan = cjson.decode(raw)
+  plan = decode_plan(raw)
   now = plan.now
   if i == first_plan then sweep(now, %(sweep_batch)d) end
   admitted[#admitted + 1] = admit_one()
@@ -457,7 +464,7 @@ local id, now = ARGV[2], tonumber(ARGV[3])
 local st, probe, raw = read_lease(id)
 if not st then return 0 end
 if st == 'r' then
-  local lp = cjson.decode(raw)
+  local lp = decode_plan(raw)
   unreserve(lp, probe)
   correct_tokens(lp, 0, now)
 end

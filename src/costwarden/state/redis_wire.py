@@ -1,19 +1,25 @@
-"""What the Redis backend's scripts read and answer: plans as JSON, replies as flat arrays.
+"""What the Redis backend's scripts read and answer: plans packed with MessagePack, replies
+as flat arrays.
 
-A plan is encoded on every admission, so the JSON of the parts a caller's requests share (its
-budget counters, rate buckets, session and velocity checks: compiled once and shared) is made
-once per part and kept, keyed by the part's identity; a request's own values (lease, clock,
-amount, token charge, fingerprint) are spliced in. Replies of the usual case (admitted) are
-decoded without converting every field, and key names are looked up, not re-decoded.
-The JSON is byte for byte what ``orjson.dumps`` of the plan's document would give; the
-scripts' module docstring says what each field is.
+MessagePack, not JSON: Redis's Lua unpacks it ~10 % faster (measured with
+``bench/redis_cost.py``: script time 171 → 152 µs a request, redis-server's CPU 200 → 180),
+mostly because JSON numbers go through ``strtod``; its numbers are exact doubles (every
+integer below 2**53, as the counters need). A plan is packed on every admission, so the
+pieces of the parts a caller's requests share (its budget counters, rate buckets, session and
+velocity checks: compiled once and shared) are packed once per part and kept, keyed by the
+part's identity; a request's own values (lease, clock, amount, token charge, fingerprint) are
+spliced in. The result is byte for byte ``msgpack.packb`` of the plan's document (tested);
+the scripts' module docstring says what each field is. Replies of the usual case (admitted)
+are decoded without converting every field, and key names are looked up, not re-decoded.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
-import orjson
+from msgpack import Packer, packb
 
 from costwarden.state.base import (
     AdmissionOutcome,
@@ -35,44 +41,72 @@ from costwarden.state.base import (
 _CACHE_LIMIT = 20_000
 _Part = ScopeKey | RateBucket | SessionCheck | VelocityCheck
 
+# The plan's field names (and a flag's two values), packed once.
+_LEASE, _NOW, _EXP, _AMT = packb("lease"), packb("now"), packb("exp"), packb("amt")
+_TENT_0 = packb("tent") + packb(0) + packb("scopes")
+_TENT_1 = packb("tent") + packb(1) + packb("scopes")
+_RATES, _SESS, _VEL = packb("rates"), packb("sess"), packb("vel")
+_DOUBLE = struct.Struct(">d").pack
+
+
+def _float(x: float) -> bytes:
+    """``x`` as MessagePack's float 64, as ``packb`` packs every Python float."""
+    return b"\xcb" + _DOUBLE(x)
+
+
+def _array(n: int) -> bytes:
+    """A MessagePack array header for ``n`` items."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    return (b"\xdc" + n.to_bytes(2, "big")) if n < 65536 else (b"\xdd" + n.to_bytes(4, "big"))
+
+
+def _map(n: int) -> bytes:
+    """A MessagePack map header for ``n`` (< 16) entries."""
+    return bytes((0x80 | n,))
+
 
 class Wire:
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
-        # id(part) -> (part, its JSON pieces): the part is kept so that its id is not reused
+        # id(part) -> (part, its packed pieces): the part is kept so that its id is not reused
         self._parts: dict[int, tuple[_Part, tuple[bytes, bytes]]] = {}
         self._names: dict[bytes, str] = {}  # prefixed key in a reply -> key without prefix
+        # One packer, reused: ``packb`` makes a new one per call (~0.3 µs, a dozen a plan).
+        self._pack: Callable[[object], bytes] = Packer().pack
 
     def plan(self, plan: AdmissionPlan) -> bytes:
-        """The plan's JSON, as the admission script reads it."""
+        """The plan, packed as the admission script unpacks it."""
+        packb = self._pack
+        session, velocity = plan.session, plan.velocity
+        fields = 7 + (session is not None) + (velocity is not None)
         out = [
-            b'{"lease":',
-            orjson.dumps(plan.lease_id),
-            b',"now":',
-            orjson.dumps(plan.now),
-            b',"exp":',
-            orjson.dumps(plan.expires_at),
-            b',"amt":',
-            b"%d" % plan.amount_units,
-            b',"tent":1,"scopes":[' if plan.tentative else b',"tent":0,"scopes":[',
-            b",".join([self._piece(scope)[0] for scope in plan.scopes]),
-            b'],"rates":[',
+            _map(fields),
+            _LEASE,
+            packb(plan.lease_id),
+            _NOW,
+            _float(plan.now),
+            _EXP,
+            _float(plan.expires_at),
+            _AMT,
+            packb(plan.amount_units),
+            _TENT_1 if plan.tentative else _TENT_0,
+            _array(len(plan.scopes)),
+            *[self._piece(scope)[0] for scope in plan.scopes],
+            _RATES,
+            _array(len(plan.rates)),
         ]
-        charges = []
         for bucket in plan.rates:
             head, tail = self._piece(bucket)
-            charges.append(b"%b%d%b" % (head, bucket.charge(plan.tokens), tail))
-        out += (b",".join(charges), b"]")
-        session = plan.session
+            out += (head, packb(bucket.charge(plan.tokens)), tail)
         if session is not None:
             head, tail = self._piece(session)
-            fingerprint = b'""'
+            fingerprint = ""
             if plan.fingerprint is not None and session.loop_repeat_k is not None:
-                fingerprint = orjson.dumps(f"{self._prefix}{session.key}:fp:{plan.fingerprint}")
-            out += (b',"sess":', head, fingerprint, tail)
-        if plan.velocity is not None:
-            out += (b',"vel":', self._piece(plan.velocity)[0])
-        out.append(b"}")
+                fingerprint = f"{self._prefix}{session.key}:fp:{plan.fingerprint}"
+            out += (_SESS, head, packb(fingerprint), tail)
+        if velocity is not None:
+            out += (_VEL, self._piece(velocity)[0])
         return b"".join(out)
 
     def _piece(self, part: _Part) -> tuple[bytes, bytes]:
@@ -81,28 +115,29 @@ class Wire:
             return cached[1]
         if len(self._parts) >= _CACHE_LIMIT:
             self._parts.clear()
-        pieces = self._encode_part(part)
+        pieces = self._pack_part(part)
         self._parts[id(part)] = (part, pieces)
         return pieces
 
-    def _encode_part(self, part: _Part) -> tuple[bytes, bytes]:
+    def _pack_part(self, part: _Part) -> tuple[bytes, bytes]:
         key = self._prefix + part.key
         if isinstance(part, ScopeKey):
             scope = [key, part.cap_units, part.expires_at or 0, part.report_from_units]
-            return orjson.dumps(scope), b""
+            return packb(scope), b""
         if isinstance(part, RateBucket):
             # The charge goes between: a token bucket's is each request's own.
-            head = orjson.dumps([key, part.kind, part.limit])[:-1] + b","
-            return head, b"," + orjson.dumps(part.window_s) + b"]"
+            return _array(5) + packb(key) + packb(part.kind) + packb(part.limit), packb(
+                part.window_s
+            )
         if isinstance(part, SessionCheck):
-            head = b'{"k":%b,"max":%d,"fp":' % (orjson.dumps(key), part.max_steps or 0)
+            head = _map(7) + packb("k") + packb(key) + packb("max") + packb(part.max_steps or 0)
             rest = {
                 "kk": part.loop_repeat_k or 0,
                 "win": part.loop_window_s,
                 "trip": part.trip_seconds,
                 "ttl": part.idle_ttl_s,
             }
-            return head, b"," + orjson.dumps(rest)[1:]
+            return head + packb("fp"), packb(rest)[1:]  # the map's entries, not its header
         velocity = {
             "k": key,
             "thr": part.threshold_units,
@@ -110,7 +145,7 @@ class Wire:
             "probes": part.probe_requests,
             "ttl": part.ttl_s,
         }
-        return orjson.dumps(velocity), b""
+        return packb(velocity), b""
 
     # -- replies ---------------------------------------------------------------------------
 
