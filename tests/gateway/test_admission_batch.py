@@ -210,17 +210,22 @@ async def test_settlements_go_along_with_the_next_batch_of_admissions(redis_stat
 
 
 async def test_settlements_go_on_their_own_when_no_admission_follows(redis_state) -> None:  # type: ignore[no-untyped-def]
-    _, _, done, first = await settled_while_in_flight(redis_state, "0.20")
+    settlements, _, done, first = await settled_while_in_flight(redis_state, "0.20")
     await first
-    await asyncio.sleep(0.05)  # no admission came: it went alone once that call was answered
+    # No admission comes: it goes alone once that call is answered (and a 5 ms wait).
+    for _ in range(200):
+        if len(redis_state.calls) == 3:
+            break
+        await asyncio.sleep(0.01)
     assert redis_state.calls == [(0, 1), (0, 1), (1, 0)]
+    await settlements.flush()  # its call answered
     key = done.budgets[0].counter.key
     assert await redis_state.usage(key) == (Decimal("0.1"), Decimal("0.2"))
 
 
 async def test_an_idle_gateways_next_admission_takes_the_settlements_along(redis_state) -> None:  # type: ignore[no-untyped-def]
     engine = engine_with(redis_state, "1")
-    settlements = SettlementBatcher(engine, carry_wait_s=0.05)
+    settlements = SettlementBatcher(engine, carry_wait_s=5.0)
     batcher = AdmissionBatcher(engine, settlements)
     done = await batcher.admit(admission_request("0.50"))
     settlements.settle(done, Decimal("0.10"), 5)  # nothing in flight: waits for a carrier
@@ -229,7 +234,7 @@ async def test_an_idle_gateways_next_admission_takes_the_settlements_along(redis
     # 0.50 still reserved: 0.60 fits only because this call settles it at 0.10 first.
     admitted = await batcher.admit(admission_request("0.60"))
     assert redis_state.calls == [(0, 1), (1, 1)]
-    await asyncio.sleep(0.06)  # the wait ended with nothing left to send
+    await settlements.flush()  # nothing left to send
     assert redis_state.calls == [(0, 1), (1, 1)]
     key = admitted.budgets[0].counter.key
     assert await redis_state.usage(key) == (Decimal("0.1"), Decimal("0.6"))
