@@ -1,15 +1,15 @@
 """Redis counters shared by any number of gateway replicas.
 
-One Lua script call per admission (budgets, rate limits and breakers together) and one per
-settlement, so each costs one round trip and is atomic across replicas; the gateway batches
-what arrives while a call is in flight, and a batch is still one call. Settlements and
-admissions share one script (``STEP``: settlements first, then admissions), so the gateway
-sends the settlements waiting when it sends a batch of admissions along in the same call
-(``settle_and_admit``): on a small machine each call's network wake-ups cost more CPU, on
-both sides, than the script. Scripts run by SHA on
+An admission (budgets, rate limits and breakers together) and a settlement each take part in
+one Lua script call, so each costs at most one round trip and is atomic across replicas. One
+script, ``STEP``, settles and then admits any number of each (``settle_and_admit``): the
+gateway sends what arrives while a call is in flight together in the next call, settlements
+along with admissions, since on a small machine each call's network wake-ups cost more CPU,
+on both sides, than the script. Plans travel packed by ``redis_wire``. Scripts run by SHA on
 connections of their own (``redis_connections``: redis-py's pool costs more CPU per call than
-the rest of the call), loaded again if the server lost its script cache.
-Expired leases (a replica died mid-request) are swept inside the admission script, so no
+the rest of the call), loaded again if the server lost its script cache. Every call declares
+one key, the leases set: every key shares its hash tag, so its cluster slot.
+Expired leases (a replica died mid-request) are swept inside the admission call, so no
 separate job is needed for correctness; ``sweep_expired`` exists for idle periods and tests.
 """
 
@@ -117,8 +117,8 @@ class RedisStateBackend:
         for lease_id, actual, actual_tokens in settlements:
             args += (lease_id, *_settle_args(actual, actual_tokens), clock)
         args += [self._wire.plan(plan) for plan in plans]
-        # One declared key: every key shares its hash tag, so its cluster slot (and a call's
-        # hundred keys would cost Python, the network and Lua for nothing).
+        # One declared key (see above): a call's hundred keys would cost Python, the network
+        # and Lua for nothing.
         reply = await self._step(keys=[self._leases], args=args)
         settled, admitted = cast("list[list[Any]]", reply)
         wire = self._wire
@@ -126,15 +126,13 @@ class RedisStateBackend:
 
     async def release(self, lease_id: str, now: float) -> bool:
         reply = await self._release(
-            keys=[self._leases, self._prefix + "lease:" + lease_id],
-            args=[self._prefix, lease_id, repr(now)],
+            keys=[self._leases], args=[self._prefix, lease_id, repr(now)]
         )
         return int(cast("int", reply)) == 1
 
     async def renew(self, lease_id: str, expires_at: float, now: float) -> bool:
         reply = await self._renew(
-            keys=[self._leases, self._prefix + "lease:" + lease_id],
-            args=[self._prefix, lease_id, repr(expires_at), repr(now)],
+            keys=[self._leases], args=[self._prefix, lease_id, repr(expires_at), repr(now)]
         )
         return int(cast("int", reply)) == 1
 
