@@ -27,7 +27,6 @@ docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import shutil
 import statistics
@@ -44,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from bench_controls import _WRK_SCRIPT, REDIS_URL, SESSIONS, gateway_config
 from tests.support import procs
-from wrkbench import RESULTS, rotated, thread_cpu_s, wrk
+from wrkbench import rotated, thread_cpu_s, write_results, wrk
 
 
 def parse_args() -> argparse.Namespace:
@@ -187,9 +186,7 @@ def main() -> int:
             f"{row['added_us']:>+9.1f} {100 * row['share_of_none']:>9.1f}% "
             f"{100 * low:.0f}-{100 * high:.0f}%"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    document = {"connections": args.connections, "trees": trees, "results": rows}
-    (RESULTS / "compare.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_results("compare", {"connections": args.connections, "trees": trees, "results": rows})
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # In a --child these come from the tree under test (PYTHONPATH goes before the install).
 from bench_controls import bench_request, gateway_config
 from tests.support import procs
-from wrkbench import RESULTS
+from wrkbench import write_results
 
 from costwarden.config import load_settings
 from costwarden.gateway.services import build_services
@@ -139,10 +138,7 @@ def main() -> int:
             f"{name:<10} {ir:>13,.0f} {ir / first['instructions'] - 1:>+9.1%}"
             f" {i1:>10,.0f} {i1 / first['i1_misses'] - 1:>+9.1%}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "instructions.json"
-    out.write_text(json.dumps({"requests": args.requests, "trees": results}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results("instructions", {"requests": args.requests, "trees": results})
     return 0
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from bench_controls import REDIS_URL, bench_request, gateway_config, local_redis_pid
 from tests.support import procs
-from wrkbench import RESULTS, process_cpu_s
+from wrkbench import process_cpu_s, write_results
 
 from costwarden.config import load_settings
 from costwarden.gateway.services import build_services
@@ -158,11 +158,7 @@ def main() -> int:
             f" {each_script:>24} {r['client_us']:>10.1f} {r['commands']:>9.1f}"
             f" {r['script_calls']:>6.2f}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "redis_cost.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results, "samples": samples},
-                              indent=2) + "\n")  # fmt: skip
-    print(f"wrote {out}")
+    write_results("redis_cost", {"args": vars(args), "results": results, "samples": samples})
     return 0
 
 

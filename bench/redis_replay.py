@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 import redis_cost
 from bench_controls import REDIS_URL
-from wrkbench import RESULTS
+from wrkbench import write_results
 
 from costwarden.state import redis_connections
 from costwarden.state.base import (
@@ -141,11 +140,7 @@ def main() -> int:
     results = {name: median(values) for name, values in samples.items()}
     for name, values in samples.items():
         print(f"{name:<10} {results[name]:>7.1f}  {' '.join(f'{v:.0f}' for v in values)}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "redis_replay.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results, "samples": samples},
-                              indent=2) + "\n")  # fmt: skip
-    print(f"wrote {out}")
+    write_results("redis_replay", {"args": vars(args), "results": results, "samples": samples})
     return 0
 
 

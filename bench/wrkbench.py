@@ -143,9 +143,14 @@ def report(runs: list[Run], baseline: str, name: str, extra: dict[str, Any] | No
             f"{add50:>+11.2f}{add99:>+11.2f}"
         )
         summary.append(row)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{name}.json"
     machine = {"machine": platform.node(), "cpus": os.cpu_count() or 0}
     document = {**machine, **(extra or {}), "summary": summary, "runs": [asdict(r) for r in runs]}
-    out.write_text(json.dumps(document, indent=2))
+    write_results(name, document)
+
+
+def write_results(name: str, document: dict[str, Any]) -> None:
+    """Write a benchmark's results to bench/results/<name>.json and say where."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {out}")
