@@ -12,7 +12,9 @@ import pytest
 from costwarden.state import redis_wire
 from costwarden.state.base import (
     AdmissionPlan,
+    BreakerTransition,
     RateBucket,
+    RateState,
     ScopeKey,
     SessionCheck,
     VelocityCheck,
@@ -116,13 +118,22 @@ def test_the_piece_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_admitted_and_refused_replies() -> None:
     wire = Wire(P)
-    rate = [b"{t}:rate:key=k:requests", b"requests", b"600", b"599", b"0.1"]
-    admitted = wire.admission([b"1", b"", b"", b"", b"0", b"0", b"0", b"0", b"", b"1", b"", *rate])
+    rate = [b"{t}:rate:key=k:requests", b"requests", 600, 599, b"0.1"]
+    admitted = wire.admission([b"1", b"1", b"", *rate])
     assert admitted.admitted and admitted.probe and admitted.transition is None
-    assert admitted.rates[0].key == "rate:key=k:requests" and admitted.rates[0].remaining == 599
+    assert admitted.rates == (RateState("rate:key=k:requests", "requests", 600, 599, 0.1),)
+    opened = wire.admission([b"1", b"0", b"half_open"])
+    assert not opened.probe and opened.transition is BreakerTransition.HALF_OPEN
+    assert opened.rates == ()
     refused = wire.admission(
         [b"0", b"budget", b"{t}:budget:x", b"", b"100", b"20", b"110", b"1", b"", b"0", b""]
     )
     assert not refused.admitted and refused.first_refusal and refused.retry_after_s is None
     assert refused.refused_key == "budget:x"
     assert refused.usage is not None and refused.usage.cap == Decimal("0.0000011")
+    limited = wire.admission(
+        [b"0", b"rate", b"{t}:rate:key=k:tokens", b"2.5", b"0", b"0", b"0", b"0", b"", b"0", b"",
+         b"{t}:rate:key=k:tokens", b"tokens", 1000, 0, b"61.5"]
+    )  # fmt: skip
+    assert limited.retry_after_s == 2.5
+    assert limited.rates == (RateState("rate:key=k:tokens", "tokens", 1000, 0, 61.5),)

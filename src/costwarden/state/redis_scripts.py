@@ -21,9 +21,11 @@ Each script mirrors ``memory.py`` (the two backends pass the same tests). Conven
   ``flush`` at its end, so a script that fails halfway writes nothing: Redis itself would
   keep the writes made before the error.
 
-Admission reply (flat array): admitted, refusal, refused_key, retry_after ('' = never),
-spent, reserved, cap, first_refusal, trip_reason, probe, transition, then 5 fields per rate
-bucket: key, kind, limit, remaining, reset_s.
+Admission reply (flat array). Admitted: '1', probe, transition, then per rate bucket key,
+kind, limit, remaining (integers), reset_s. Refused: '0', refusal, refused_key, retry_after
+('' = never), spent, reserved, cap, first_refusal, trip_reason, probe, transition, then the
+refusing bucket's 5 fields if a rate refused it. An admitted request's reply is the one every
+request pays for, so it carries only what an admission needs.
 """
 
 from __future__ import annotations
@@ -224,8 +226,9 @@ _ADMIT_ONE = """
 -- The plan being admitted (as sent, and unpacked) and its clock: set by the entry point.
 local raw, plan, now
 
+-- A refusal's reply.
 local function reply(t)
-  local out = {t.ok or '0', t.refusal or '', t.key or '', t.retry or '', istr(t.spent or 0),
+  local out = {'0', t.refusal or '', t.key or '', t.retry or '', istr(t.spent or 0),
     istr(t.reserved or 0), istr(t.cap or 0), t.first or '0', t.trip or '', t.probe or '0',
     t.tr or ''}
   for _, r in ipairs(t.rates or {}) do
@@ -234,12 +237,13 @@ local function reply(t)
   return out
 end
 
+-- Limit and remaining go as Lua numbers (integer replies: no parsing on the client side).
 local function rate_state(r, t)
   local interval = r[5] / r[3]
   local used = math.max(0, t - now)
   local slack = math.min(interval / 2, SLACK)
   local remaining = math.max(0, math.floor((r[5] - used + slack) / interval))
-  return {r[1], r[2], istr(r[3]), istr(remaining), fstr(used)}
+  return {r[1], r[2], r[3], remaining, fstr(used)}
 end
 
 local function trip(s, reason)
@@ -388,7 +392,11 @@ local function admit_one()
   refused = check_scopes()
   if refused then return refused end
   local states = apply(planned, probe)
-  return reply({ok = '1', probe = probe, tr = tr, rates = states})
+  local out = {'1', probe, tr}
+  for _, r in ipairs(states) do
+    for _, v in ipairs(r) do out[#out + 1] = v end
+  end
+  return out
 end
 """
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from msgpack import Packer, packb
 
@@ -39,6 +39,10 @@ from costwarden.state.base import (
 
 # Parts and names kept at most: sessions come and go, each with parts of its own.
 _CACHE_LIMIT = 20_000
+# A rate bucket's kind as a reply gives it -> as RateState names it.
+_KINDS: dict[bytes | str, Literal["requests", "tokens"]] = {
+    b"requests": "requests", b"tokens": "tokens", "requests": "requests", "tokens": "tokens"
+}  # fmt: skip
 _Part = ScopeKey | RateBucket | SessionCheck | VelocityCheck
 
 # The plan's field names (and a flag's two values), packed once.
@@ -161,26 +165,19 @@ class Wire:
         return name
 
     def admission(self, reply: list[Any]) -> AdmissionOutcome:
-        """The admission script's reply (see its module docstring for the fields)."""
-        name = self.name
-        rates = tuple(
-            RateState(
-                key=name(reply[i]),
-                kind=cast("Literal['requests', 'tokens']", _text(reply[i + 1])),
-                limit=int(reply[i + 2]),
-                remaining=int(reply[i + 3]),
-                reset_s=float(reply[i + 4]),
-            )
-            for i in range(11, len(reply), 5)
-        )
-        transition = BreakerTransition(_text(reply[10])) if reply[10] else None
+        """The admission script's reply (see ``redis_scripts``' docstring for the fields)."""
         if reply[0] in (b"1", "1"):
             return AdmissionOutcome(
-                admitted=True, probe=reply[9] in (b"1", "1"), transition=transition, rates=rates
+                admitted=True,
+                probe=reply[1] in (b"1", "1"),
+                transition=BreakerTransition(_text(reply[2])) if reply[2] else None,
+                rates=self._rates(reply, 3),
             )
+        rates = self._rates(reply, 11)
+        transition = BreakerTransition(_text(reply[10])) if reply[10] else None
         f = [_text(v) for v in reply[:9]]
         refusal = Refusal(f[1])
-        key = name(reply[2])
+        key = self.name(reply[2])
         usage = None
         if refusal is Refusal.BUDGET:
             usage = ScopeUsage(
@@ -196,6 +193,15 @@ class Wire:
             trip_reason=f[8] or None,
             transition=transition,
             rates=rates,
+        )
+
+    def _rates(self, reply: list[Any], start: int) -> tuple[RateState, ...]:
+        """The rate buckets' states from ``start`` on: 5 fields each."""
+        name = self.name
+        kinds = _KINDS
+        return tuple(
+            RateState(name(r[0]), kinds[r[1]], r[2], r[3], float(r[4]))
+            for r in (reply[i : i + 5] for i in range(start, len(reply), 5))
         )
 
     def settlement(self, reply: list[Any]) -> SettleOutcome:
