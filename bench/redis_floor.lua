@@ -52,7 +52,7 @@ for i = first_plan, #ARGV do
   bodies[plan.lease] = 'r0' .. ARGV[i]
   leases[#leases + 1] = string.format('%.17g', plan.exp)
   leases[#leases + 1] = plan.lease
-  admitted[#admitted + 1] = {'1', '', '', '', '0', '0', '0', '0', '', '0', ''}
+  admitted[#admitted + 1] = {'1', '0', ''}  -- admitted, no probe, no transition, no rates
 end
 
 for k in pairs(dirty) do redis.call('HSET', k, 'r', '0', 's', '0') end

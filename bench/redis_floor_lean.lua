@@ -44,7 +44,7 @@ for i = first_plan, #ARGV do
   local f = groups[g]; if not f then f = {}; groups[g] = f end
   f[#f + 1] = plan.lease; f[#f + 1] = 'r0' .. ARGV[i]
   leases[#leases + 1] = string.format('%.17g', plan.exp); leases[#leases + 1] = plan.lease
-  admitted[#admitted + 1] = {'1', '', '', '', '0', '0', '0', '0', '', '0', ''}
+  admitted[#admitted + 1] = {'1', '0', ''}  -- admitted, no probe, no transition, no rates
 end
 for k in pairs(dirty) do redis.call('HSET', k, 'r', '0', 's', '0') end
 for k, seconds in pairs(ttl) do redis.call('EXPIRE', k, seconds) end
