@@ -226,15 +226,20 @@ _ADMIT_ONE = """
 -- The plan being admitted (as sent, and unpacked) and its clock: set by the entry point.
 local raw, plan, now
 
+-- A reply: its head, then each rate bucket's state (5 fields), flattened.
+local function with_rates(out, rates)
+  for _, r in ipairs(rates) do
+    for _, v in ipairs(r) do out[#out + 1] = v end
+  end
+  return out
+end
+
 -- A refusal's reply.
 local function reply(t)
   local out = {'0', t.refusal or '', t.key or '', t.retry or '', istr(t.spent or 0),
     istr(t.reserved or 0), istr(t.cap or 0), t.first or '0', t.trip or '', t.probe or '0',
     t.tr or ''}
-  for _, r in ipairs(t.rates or {}) do
-    for _, v in ipairs(r) do out[#out + 1] = v end
-  end
-  return out
+  return with_rates(out, t.rates or {})
 end
 
 -- Limit and remaining go as Lua numbers (integer replies: no parsing on the client side).
@@ -392,11 +397,7 @@ local function admit_one()
   refused = check_scopes()
   if refused then return refused end
   local states = apply(planned, probe)
-  local out = {'1', probe, tr}
-  for _, r in ipairs(states) do
-    for _, v in ipairs(r) do out[#out + 1] = v end
-  end
-  return out
+  return with_rates({'1', probe, tr}, states)
 end
 """
 
