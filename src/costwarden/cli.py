@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from rich.console import Console
 
@@ -73,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         report.add_argument(f"--{name}", dest=f"filter_{name}", help=f"only this {name}")
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
+    for add_commands in _OFFLINE_PARSERS:
+        add_commands(sub, common)
     fake = sub.add_parser(
         "fake-upstream", help="run the simulated upstream alone (see --help after it)"
     )
@@ -165,6 +168,12 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
 }
 
 
+# Commands that work on files, not on the ledger (evaluations, training): each module adds its
+# parser and handles its own arguments; the handler returns the exit status.
+_OFFLINE_PARSERS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = ()
+_OFFLINE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -181,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "fake-upstream":
             return _fake_upstream(args)
+        if args.command in _OFFLINE_COMMANDS:
+            return _OFFLINE_COMMANDS[args.command](args)
         settings = _settings(args)
         command = _STORE_COMMANDS[args.command]
 

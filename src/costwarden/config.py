@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costwarden.errors import ConfigError
 from costwarden.policy.config import PolicyConfig, StateConfig
+from costwarden.savings.config import SavingsConfig
 
 
 class _Model(BaseModel):
@@ -161,6 +162,7 @@ class Settings(_Model):
     models: tuple[ModelConfig, ...] = ()
     policy: PolicyConfig = PolicyConfig()
     state: StateConfig = StateConfig()
+    savings: SavingsConfig = SavingsConfig()
     demo: bool = False  # serving the built-in fake upstream; labelled "simulated"
 
     @model_validator(mode="after")

@@ -109,6 +109,22 @@ class Attempt:
     upstream_request_id: str | None = None  # for reconciling with the provider's bill
 
 
+@dataclass(slots=True)
+class Saving:
+    """Money and tokens one savings stage kept from being spent on this request.
+
+    ``cost_saved`` is what the request would have cost without the stage minus what it did
+    cost (negative when a cascade's escalation made it dearer); None when unknown (no price).
+    ``tokens_saved``: tokens not sent or not generated (input tokens trimmed, or the answer's
+    tokens served from cache). ``detail`` says how (similarity, tier, chosen model, ...).
+    """
+
+    kind: str  # "cache_exact" | "cache_semantic" | "cascade" | "router" | "trim"
+    cost_saved: Decimal | None = None
+    tokens_saved: int = 0
+    detail: str | None = None
+
+
 def new_request_id() -> str:
     return "cw-" + uuid.uuid4().hex
 
@@ -162,6 +178,19 @@ class UsageRecord:
     error_message: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     finished_at: datetime | None = None
+    savings: list[Saving] = field(default_factory=list)
+
+    @property
+    def cost_saved(self) -> Decimal | None:
+        """Sum of the savings' ``cost_saved`` (None when there are none or one is unknown)."""
+        if not self.savings:
+            return None
+        total = Decimal(0)
+        for saving in self.savings:
+            if saving.cost_saved is None:
+                return None
+            total += saving.cost_saved
+        return total
 
     def finish_costs(self) -> None:
         """Sum the priced attempts into the record's cost (None if any priced try is unknown)."""
@@ -223,7 +252,18 @@ def record_from_dict(data: dict[str, Any]) -> UsageRecord:
     for name in ("cost", "cost_input", "cost_output"):
         d[name] = Decimal(d[name]) if d.get(name) is not None else None
     d["attempts"] = [_attempt_from_dict(a) for a in d.get("attempts") or []]
+    d["savings"] = [_saving_from_dict(s) for s in d.get("savings") or []]
     return UsageRecord(**d)
+
+
+def _saving_from_dict(data: dict[str, Any]) -> Saving:
+    saved = data.get("cost_saved")
+    return Saving(
+        kind=data["kind"],
+        cost_saved=Decimal(saved) if saved is not None else None,
+        tokens_saved=int(data.get("tokens_saved") or 0),
+        detail=data.get("detail"),
+    )
 
 
 def _attempt_from_dict(data: dict[str, Any]) -> Attempt:

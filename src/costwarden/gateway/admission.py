@@ -51,9 +51,9 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 # Fields that change between identical agent steps without changing what is asked.
 _VOLATILE_FIELDS = frozenset(("stream", "stream_options", "user", "metadata", "x_fake"))
 
-# What the gateway asks to admit: (api, parsed body, raw body, record, client's output bound);
-# the arguments of ``Admitter.request``.
-_Ask = tuple[str, dict[str, Any], bytes, UsageRecord, int | None]
+# What the gateway asks to admit: (api, parsed body, raw body, record, client's output bound,
+# more models to reserve for); the arguments of ``Admitter.request``.
+_Ask = tuple[str, dict[str, Any], bytes, UsageRecord, int | None, tuple[str, ...]]
 
 
 class LeaseKeeper:
@@ -151,17 +151,21 @@ class Admitter:
         max_output: int | None,
         *,
         slot: AdmissionSlot,
+        also: tuple[str, ...] = (),
     ) -> Admission:
         """What the gateway calls: ``request`` + ``admit``, the admission also put in ``slot``
         (raises the refusal).
 
         In process, while other requests are in flight, it is queued and taken with the rest
         of this event-loop iteration's admissions, back to back (see ``admission_batch``); a
-        request alone has nothing to be batched with and is admitted at once."""
-        ask = (api, body, raw, record, max_output)
+        request alone has nothing to be batched with and is admitted at once.
+
+        ``also``: models the request may call as well as its own (a cascade's dearer tiers);
+        their worst cases are added to the reservation."""
+        ask = (api, body, raw, record, max_output, also)
         batch = self._in_process
         if batch is None:
-            slot.admission = admission = await self.admit(self.request(*ask))
+            slot.admission = admission = await self.admit(_request(self, ask))
         elif batch.queued or self._leases.holding:
             admission = await batch.admit(ask, slot)
         else:
@@ -169,7 +173,7 @@ class Admitter:
         return admission
 
     def _admit_ask(self, ask: _Ask) -> Admission:
-        return self.admit_now(self.request(*ask))
+        return self.admit_now(_request(self, ask))
 
     async def admit(self, request: AdmissionRequest) -> Admission:
         """Reserve the worst case of ``request`` (see ``request``) and keep its lease alive."""
@@ -203,6 +207,8 @@ class Admitter:
         raw: bytes,
         record: UsageRecord,
         max_output: int | None,
+        *,
+        also: tuple[str, ...] = (),
     ) -> AdmissionRequest:
         """What to admit for ``body`` (parsed from ``raw``). When the client set no output
         bound, ``body`` gets the policy's default one: what is reserved is what the upstream
@@ -215,7 +221,7 @@ class Admitter:
         if len(raw) < _TOKENISE_BELOW_BYTES:
             prompt = self._tokens.bound_request(api, body)
             # A partial, not a closure: a closure's cells would slow every request's path here.
-            refine = partial(self._exact, api, model, body, bound, at)
+            refine = partial(self._exact, api, model, body, bound, at, also=also)
         else:
             prompt = _size_bound(body, len(raw))
         request = AdmissionRequest(
@@ -224,7 +230,7 @@ class Admitter:
             model=model,
             estimated_input_tokens=prompt,
             max_output_tokens=bound,
-            worst_case_units=self._worst_case(model, prompt, bound, at),
+            worst_case_units=self._worst_cases(model, also, prompt, bound, at),
             fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
             refine=refine,
         )
@@ -234,12 +240,27 @@ class Admitter:
         return request
 
     def _exact(
-        self, api: str, model: str, body: dict[str, Any], bound: int | None, at: datetime
+        self,
+        api: str,
+        model: str,
+        body: dict[str, Any],
+        bound: int | None,
+        at: datetime,
+        *,
+        also: tuple[str, ...],
     ) -> tuple[int, int]:
         """The prompt counted exactly, and its worst case: asked only when a limit refused the
         bound (``AdmissionRequest.refine``)."""
         exact = self._tokens.estimate_request(api, model, body)
-        return exact, self._worst_case(model, exact, bound, at)
+        return exact, self._worst_cases(model, also, exact, bound, at)
+
+    def _worst_cases(
+        self, model: str, also: tuple[str, ...], prompt: int, bound: int | None, at: datetime
+    ) -> int:
+        worst = self._worst_case(model, prompt, bound, at)
+        for other in also:
+            worst += self._worst_case(other, prompt, bound, at)
+        return worst
 
     def _worst_case(self, model: str, prompt: int, max_output: int | None, now: datetime) -> int:
         """The dearest price among the targets this request may reach, at the prices in force
@@ -274,6 +295,11 @@ class Admitter:
 class _WorstRates:
     rates: tuple[tuple[int, int, int], ...]  # ``ResolvedPrice.worst_rates`` of each target
     window: Window  # when every one of them holds
+
+
+def _request(admitter: Admitter, ask: _Ask) -> AdmissionRequest:
+    api, body, raw, record, max_output, also = ask
+    return admitter.request(api, body, raw, record, max_output, also=also)
 
 
 def request_fingerprint(body: dict[str, Any], raw: bytes) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from costwarden.errors import CostwardenError
 from costwarden.gateway.upstream import CallSpec
 from costwarden.records import Status, UsageRecord, utcnow
+from costwarden.savings.stages import Exchange
 
 
 @dataclass(slots=True)
@@ -18,6 +19,7 @@ class Flight:
     record: UsageRecord
     t0: float  # perf_counter() at arrival
     headers: tuple[tuple[bytes, bytes], ...] = ()  # policy headers (x-ratelimit-*) to send
+    exchange: Exchange | None = None  # what the savings stages know of it (when any are on)
 
 
 def finish_record(record: UsageRecord, t0: float, status: Status, http_status: int) -> None:
@@ -52,4 +54,8 @@ def id_headers(record: UsageRecord | None) -> tuple[tuple[bytes, bytes], ...]:
         headers.append((b"x-costwarden-model", record.resolved_model.encode()))
     if len(record.attempts) > 1:
         headers.append((b"x-costwarden-attempts", str(len(record.attempts)).encode()))
+    if record.savings and record.finished_at is not None:
+        saved = record.cost_saved
+        if saved is not None:
+            headers.append((b"x-costwarden-saved", str(saved).encode()))
     return tuple(headers)

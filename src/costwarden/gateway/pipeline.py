@@ -34,6 +34,7 @@ from costwarden.gateway.asgi import (
     send_error,
 )
 from costwarden.gateway.outcome import Flight, finish_record, id_headers, mark_error
+from costwarden.gateway.savings_path import SavingsPath, new_exchange
 from costwarden.gateway.services import Services
 from costwarden.gateway.streaming import StreamRelay
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
@@ -51,6 +52,7 @@ from costwarden.records import (
     UsageRecord,
     utcnow,
 )
+from costwarden.savings.stages import Exchange
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -63,6 +65,7 @@ class _Held:
     record: UsageRecord | None = None
     resolution: ModelResolution | None = None
     admission: Admission | None = None
+    exchange: Exchange | None = None  # only when savings stages are configured
 
 
 # Client headers forwarded to an upstream of the matching protocol.
@@ -77,6 +80,8 @@ class ProxyPipeline:
         self._relay = StreamRelay(services)
         self._ids = RequestIds()
         self._admitter = services.admitter()
+        self._stages = services.stages
+        self._savings = SavingsPath(services, self._finish, self.price_unary)
 
     async def handle(self, api: str, scope: Scope, receive: Receive, send: Send) -> None:
         held = _Held(time.perf_counter())
@@ -84,11 +89,11 @@ class ProxyPipeline:
         try:
             await self._proceed(api, scope, receive, send, held)
         except ClientGone:
-            self._finish_once(held.record, t0, Status.CLIENT_DISCONNECT, 499)
+            self._finish_once(held, Status.CLIENT_DISCONNECT, 499)
         except CostwardenError as exc:
             if held.record is not None and held.record.finished_at is None:
                 mark_error(held.record, exc)
-                self._finish(held.record, t0, held.record.status, exc.http_status)
+                self._finish(held.record, t0, held.record.status, exc.http_status, held.exchange)
             await send_error(
                 send, exc, anthropic=api == MESSAGES, extra_headers=id_headers(held.record)
             )
@@ -97,7 +102,7 @@ class ProxyPipeline:
             log.exception("unhandled error in %s request", api)
             if held.record is not None and held.record.finished_at is None:
                 held.record.error_type = "gateway_error"
-            self._finish_once(held.record, t0, Status.GATEWAY_ERROR, 500)
+            self._finish_once(held, Status.GATEWAY_ERROR, 500)
             await send_error(
                 send, CostwardenError("internal gateway error"), anthropic=api == MESSAGES
             )
@@ -113,19 +118,32 @@ class ProxyPipeline:
         payload = parse_json_object(body)
         info = validate(api, payload)
         held.record = record = _new_record(self._ids(), api, info, principal, scope)
-        held.resolution = self._s.policy.resolve_model(info.model, record.tags.env)
+        model, reply = info.model, None
+        also: tuple[str, ...] = ()
+        if self._stages.active:
+            held.exchange = ex = new_exchange(api, payload, info, record, scope)
+            reply = await self._stages.on_request(ex)
+            model, payload, also = ex.model, ex.payload, ex.also_reserve
+            body = orjson.dumps(payload)  # what is sent and reserved for, as the stages left it
+        held.resolution = self._s.policy.resolve_model(model, record.tags.env)
         record.resolved_model = held.resolution.model
         self._resolve(api, record)
+        if reply is not None and held.exchange is not None:
+            await self._savings.serve_reply(held.exchange, reply, t0, send)
+            return
         headers: tuple[tuple[bytes, bytes], ...] = ()
         admitter = self._admitter
         if admitter.active:
             admission = await admitter.reserve(
-                api, payload, body, record, info.max_output_tokens, slot=held
+                api, payload, body, record, info.max_output_tokens, slot=held, also=also
             )
             headers = admission.header_pairs
         spec = CallSpec(api, payload, info.stream, _forwarded_headers(api, scope))
-        flight = Flight(spec, record, t0, headers)
+        flight = Flight(spec, record, t0, headers, held.exchange)
         self._append_pending(record)
+        if flight.exchange is not None and flight.exchange.executor is not None:
+            await self._savings.execute(flight, flight.exchange.executor, send)
+            return
         result = await self._s.caller.call(spec, record, t0)
         if result.response is not None:
             await self._relay.relay(flight, result, receive, send)
@@ -153,12 +171,13 @@ class ProxyPipeline:
                 await self._admitter.release(held.admission)
         if held.resolution is not None and record is not None and record.reported_model:
             self._s.policy.check_reported_model(held.resolution, record.reported_model)
+        if held.exchange is not None:
+            await self._savings.after(held.exchange)
 
-    def _finish_once(
-        self, record: UsageRecord | None, t0: float, status: Status, http_status: int
-    ) -> None:
+    def _finish_once(self, held: _Held, status: Status, http_status: int) -> None:
+        record = held.record
         if record is not None and record.finished_at is None:
-            self._finish(record, t0, status, http_status)
+            self._finish(record, held.t0, status, http_status, held.exchange)
 
     async def _authenticate(self, scope: Scope) -> Principal:
         key = _bearer(header(scope, b"authorization")) or header(scope, b"x-api-key")
@@ -197,20 +216,25 @@ class ProxyPipeline:
     async def _respond_unary(self, flight: Flight, result: UpstreamResult, send: Send) -> None:
         record, t0 = flight.record, flight.t0
         body = result.body or b""
+        ex = flight.exchange
         if result.status >= 400:
             record.error_type = "upstream_error"
             record.error_message = body[:500].decode("utf-8", "replace")
-            self._finish(record, t0, Status.UPSTREAM_ERROR, result.status)
+            self._finish(record, t0, Status.UPSTREAM_ERROR, result.status, ex)
         else:
-            self._price_unary(flight.spec, result, record, body)
-            self._finish(record, t0, Status.OK, result.status)
+            answer = self.price_unary(flight.spec, result, record, body)
+            if ex is not None and ex.keep_answer:
+                ex.answer = answer
+            self._finish(record, t0, Status.OK, result.status, ex)
         await send_bytes(
             send, result.status, body, (*id_headers(record), *flight.headers, *result.headers)
         )
 
-    def _price_unary(
+    def price_unary(
         self, spec: CallSpec, result: UpstreamResult, record: UsageRecord, body: bytes
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Price the answering attempt from the body's usage (counted when it has none);
+        returns the body's JSON object."""
         attempt = result.attempt
         try:
             payload = orjson.loads(body)
@@ -226,6 +250,7 @@ class ProxyPipeline:
         target = result.target
         price = self._s.prices.price_for(target.model, target.endpoint, record.created_at)
         attempt.cost = price.cost(usage) if price is not None else None
+        return payload if isinstance(payload, dict) else None
 
     def _estimate_usage(self, spec: CallSpec, record: UsageRecord, text: str) -> TokenUsage:
         model = record.resolved_model or record.requested_model
@@ -235,8 +260,17 @@ class ProxyPipeline:
             estimated=True,
         )
 
-    def _finish(self, record: UsageRecord, t0: float, status: Status, http_status: int) -> None:
+    def _finish(
+        self,
+        record: UsageRecord,
+        t0: float,
+        status: Status,
+        http_status: int,
+        exchange: Exchange | None = None,
+    ) -> None:
         finish_record(record, t0, status, http_status)
+        if exchange is not None:
+            self._stages.on_finish(exchange)
         self._s.ledger.append(record)
 
 

@@ -19,6 +19,9 @@ from costwarden.ledger import Ledger
 from costwarden.policy.engine import PolicyEngine
 from costwarden.policy.runtime import RuntimeBudgets
 from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.savings.factory import build_stages
+from costwarden.savings.services import StageServices
+from costwarden.savings.stages import SavingsStages
 from costwarden.state.base import StateBackend
 from costwarden.state.factory import build_state_backend
 
@@ -41,6 +44,8 @@ class Services:
     leases: LeaseKeeper
     settlements: SettlementBatcher
     admissions: AdmissionBatcher | None  # group commit across the network (Redis) only
+    stages: SavingsStages
+    stage_services: StageServices
 
     def admitter(self) -> Admitter:
         """The spend controls' entry point for the request pipeline, over these services."""
@@ -55,6 +60,8 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.stages.close()
+        self.stage_services.close()
         await self.leases.stop()
         if self.admissions is not None:
             await self.admissions.flush()
@@ -128,6 +135,7 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     settlements = SettlementBatcher(policy)
     remote = settings.state.backend == "redis"
     admissions = AdmissionBatcher(policy, settlements) if remote else None
+    stage_services = StageServices(settings, prices, tokens)
     return Services(
         settings,
         prices,
@@ -143,4 +151,6 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         leases,
         settlements,
         admissions,
+        build_stages(stage_services),
+        stage_services,
     )

@@ -22,6 +22,7 @@ from costwarden.gateway.upstream import CallSpec, UpstreamResult
 from costwarden.providers.base import MESSAGES, StreamTracker
 from costwarden.providers.registry import adapter_for
 from costwarden.records import Status, TokenUsage, UsageRecord
+from costwarden.savings.answers import StreamAssembler
 
 if TYPE_CHECKING:
     from costwarden.gateway.services import Services
@@ -49,9 +50,13 @@ class StreamRelay:
             }
         )
         recorded = False
+        ex = flight.exchange
+        assembler = StreamAssembler(api) if ex is not None and ex.keep_answer else None
         try:
             async for chunk in response.content.iter_any():
                 tracker.feed(chunk)
+                if assembler is not None:
+                    assembler.feed(chunk)
                 if tracker.finished and not recorded:
                     self._record(flight, result, tracker, started, Status.OK)
                     recorded = True
@@ -61,6 +66,8 @@ class StreamRelay:
         finally:
             watcher.cancel()
             response.close()
+        if recorded and assembler is not None and ex is not None:
+            ex.answer = assembler.answer()
         if not recorded:
             status = Status.CLIENT_DISCONNECT if gone.is_set() else Status.STREAM_CUT
             self._record(flight, result, tracker, started, status)
@@ -91,6 +98,8 @@ class StreamRelay:
             attempt.error = status.value
             record.error_type = status.value
         finish_record(record, flight.t0, status, 200 if status is Status.OK else 499)
+        if flight.exchange is not None:
+            self._s.stages.on_finish(flight.exchange)
         self._s.ledger.append(record)
 
     def _usage(

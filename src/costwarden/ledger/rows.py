@@ -13,7 +13,7 @@ cost time on the request path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -66,6 +66,10 @@ class LedgerRow(NamedTuple):
     # The spool writer (one gateway process's ``Ledger``) whose spool held the line; None for
     # rows stored directly. A dead writer's rows still in flight are marked interrupted.
     spool_writer: str | None = None
+    # What savings stages saved (see ``records.Saving``): the sum, and the list as JSON text;
+    # both NULL for a request no stage touched (nearly all, on a gateway without savings).
+    cost_saved: Decimal | None = None
+    savings: str | None = None
 
 
 COLUMNS: tuple[str, ...] = LedgerRow._fields
@@ -216,11 +220,34 @@ def row_from_dict(data: Mapping[str, Any], spool_writer: str | None = None) -> L
         error_message=data.get("error_message"),
         attempts=orjson.dumps(data.get("attempts") or []).decode(),
         spool_writer=spool_writer,
+        cost_saved=_decimal_or_none(savings_total(data.get("savings"))),
+        savings=savings_json(data.get("savings")),
     )
+
+
+def savings_total(savings: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """The exact sum of the savings' ``cost_saved`` as decimal text (None: none, or unknown)."""
+    if not savings:
+        return None
+    total = Decimal(0)
+    for saving in savings:
+        saved = saving.get("cost_saved")
+        if saved is None:
+            return None
+        total += Decimal(saved)
+    return str(total)
+
+
+def savings_json(savings: Sequence[Mapping[str, Any]] | None) -> str | None:
+    return orjson.dumps(savings).decode() if savings else None
 
 
 def row_from_record(record: UsageRecord) -> LedgerRow:
     return row_from_dict(orjson.loads(encode_record(record)))
+
+
+def _json_or_none(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _iso(value: datetime | str | None) -> str | None:
@@ -278,5 +305,6 @@ def record_from_columns(row: Mapping[str, Any]) -> UsageRecord:
             "error_type": row["error_type"],
             "error_message": row["error_message"],
             "attempts": orjson.loads(attempts) if isinstance(attempts, str | bytes) else attempts,
+            "savings": _json_or_none(row.get("savings")),
         }
     )

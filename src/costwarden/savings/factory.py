@@ -1,0 +1,28 @@
+"""Build the configured savings stages, in their fixed order (see ``stages``)."""
+
+from __future__ import annotations
+
+from costwarden.savings.exact_cache import (
+    CacheStore,
+    ExactCacheStage,
+    MemoryCacheStore,
+    RedisCacheStore,
+)
+from costwarden.savings.services import StageServices
+from costwarden.savings.stages import BaseStage, SavingsStages
+
+
+def _cache_store(services: StageServices) -> CacheStore:
+    config = services.settings.savings.exact_cache
+    state = services.settings.state
+    if (config.backend or state.backend) == "redis":
+        return RedisCacheStore(state.redis_url, state.key_prefix)
+    return MemoryCacheStore(config.max_entries)
+
+
+def build_stages(services: StageServices) -> SavingsStages:
+    savings = services.settings.savings
+    stages: list[BaseStage] = []
+    if savings.exact_cache.enabled:
+        stages.append(ExactCacheStage(savings.exact_cache, _cache_store(services)))
+    return SavingsStages(stages)
