@@ -74,11 +74,11 @@ class MemoryCacheStore:
 
 
 class RedisCacheStore:
-    """Entries in Redis under ``<prefix>:cache:<digest>``, shared by every replica."""
+    """Entries in Redis under ``{<prefix>}:cache:<digest>``, shared by every replica."""
 
     def __init__(self, url: str, prefix: str) -> None:
         self._redis: Redis = Redis.from_url(url)
-        self._prefix = f"{prefix}:cache:"
+        self._prefix = "{" + prefix + "}:cache:"
 
     async def get(self, key: str) -> bytes | None:
         value = await self._redis.get(self._prefix + key)

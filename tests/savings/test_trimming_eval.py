@@ -1,0 +1,137 @@
+"""The trimming evaluation: SciFact loading, candidate mining, and the recall/token arithmetic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from costwarden.savings.bm25 import tokenize
+from costwarden.savings.embedding import Vectors, normalise
+from costwarden.savings.scifact import (
+    Candidates,
+    Claim,
+    DistractorMiner,
+    build_candidates,
+    load_claims,
+    load_corpus,
+    split_halves,
+)
+from costwarden.savings.trimming_config import KeepPolicy, TrimConfig
+from costwarden.savings.trimming_eval import (
+    EvalSettings,
+    RankerSpec,
+    command,
+    measure,
+    prepare,
+    run_evaluation,
+)
+from costwarden.savings.trimming_signals import ClaimSignals
+
+TINY = Path(__file__).resolve().parent / "data" / "scifact_tiny"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rag" / "scifact"
+
+
+class HashedWords:
+    """A stand-in embedder: hashed bag of words, so tests need no model and are exact."""
+
+    name = "hashed-words"
+    dim = 64
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        rows = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in tokenize(text):
+                rows[i, zlib.crc32(word.encode()) % self.dim] += 1.0
+        return normalise(rows)
+
+
+def _signals(evidence: tuple[int, ...], dense: list[float], tokens: list[int]) -> ClaimSignals:
+    claim = Claim(1, "c", {100 + i: frozenset({0}) for i in evidence})
+    cand = Candidates(claim, tuple(100 + i for i in range(len(dense))))
+    scores = np.asarray(dense, dtype=np.float64)
+    return ClaimSignals(cand, scores, scores, scores, tuple(tokens))
+
+
+def test_measure_counts_evidence_claims_and_tokens() -> None:
+    first = _signals((0, 2), [0.9, 0.8, 0.1, 0.0], [100, 100, 100, 100])  # keeps 0, 1
+    second = _signals((3,), [0.9, 0.1, 0.2, 0.8], [10, 20, 30, 40])  # keeps 0, 3
+    spec = RankerSpec("dense", TrimConfig(ranking="dense"))
+    metrics = measure([first, second], spec, KeepPolicy(top_k=2), "top-2")
+    assert metrics.claims == 2
+    assert metrics.evidence_kept == pytest.approx(2 / 3)  # 0 of first, 3 of second; not 2
+    assert metrics.claims_whole == pytest.approx(1 / 2)
+    assert metrics.tokens_kept == pytest.approx((200 + 50) / (400 + 100))
+    assert metrics.passages_kept == pytest.approx(2.0)
+
+
+def test_loads_claims_with_evidence_only() -> None:
+    claims = load_claims(TINY / "claims_train.jsonl")
+    assert sorted(c.claim_id for c in claims) == [2, 9, 69]
+    by_id = {c.claim_id: c for c in claims}
+    assert by_id[69].evidence == {5956380: frozenset({5, 6}), 4414547: frozenset({5})}
+    corpus = load_corpus(TINY / "corpus.jsonl")
+    assert len(corpus) == 16
+    assert corpus[13734012].text.split("\n")[0] == corpus[13734012].title
+
+
+def test_candidates_are_evidence_plus_hard_distractors_seeded() -> None:
+    corpus = load_corpus(TINY / "corpus.jsonl")
+    claims = load_claims(TINY / "claims_train.jsonl")
+    miner = DistractorMiner(corpus)
+    sets = build_candidates(claims, miner, distractors=4, seed=1)
+    for cand in sets:
+        assert len(cand.doc_ids) == len(cand.claim.evidence) + 4
+        assert len(set(cand.doc_ids)) == len(cand.doc_ids)
+        assert set(cand.claim.evidence) <= set(cand.doc_ids)
+    assert build_candidates(claims, miner, 4, seed=1) == sets
+    reshuffled = build_candidates(claims, miner, 4, seed=2)
+    assert [set(c.doc_ids) for c in reshuffled] == [set(c.doc_ids) for c in sets]
+    assert [c.doc_ids for c in reshuffled] != [c.doc_ids for c in sets]
+
+
+def test_split_halves_is_a_seeded_partition() -> None:
+    claims = [Claim(i, f"c{i}", {i: frozenset()}) for i in range(10)]
+    tune, test = split_halves(claims, seed=3)
+    assert len(tune) == len(test) == 5
+    assert {c.claim_id for c in tune}.isdisjoint(c.claim_id for c in test)
+    assert split_halves(claims, seed=3) == (tune, test)
+
+
+def test_evaluation_runs_end_to_end_on_the_tiny_fixture(tmp_path: Path) -> None:
+    settings = EvalSettings(data_dir=TINY, distractors=4, seed=1, cache_dir=None)
+    tune, test = prepare(settings, HashedWords())
+    assert len(tune) + len(test) == 3
+    for claim in (*tune, *test):
+        assert len(claim.tokens) == len(claim.candidates.doc_ids)
+        assert all(t > 0 for t in claim.tokens)
+    report = run_evaluation(settings, HashedWords())
+    rows = report["test"]
+    assert {r["ranking"] for r in rows} >= {"dense", "bm25", report["chosen_ranking"]}
+    top1 = next(r for r in rows if r["ranking"] == "dense" and r["policy"] == "top-1")
+    assert top1["passages_kept"] == pytest.approx(1.0)
+    assert 0 < top1["tokens_kept"] < 1
+    json.dumps(report)  # what the command writes
+
+
+def test_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "trimming.json"
+    args = argparse.Namespace(
+        data=TINY, out=out, seed=1, embed_max_tokens=32, distractors=4, no_cache=True
+    )
+    assert command(args) == 0
+    report = json.loads(out.read_text())
+    assert report["claims"]["tune"] + report["claims"]["test"] == 3
+    assert "Context trimming on SciFact" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the checkout")
+def test_shared_scifact_has_the_documented_shape() -> None:
+    claims = load_claims(SHARED / "claims_train.jsonl")
+    assert len(claims) == 505
+    assert sum(len(c.evidence) for c in claims) == 564
