@@ -4,6 +4,7 @@
     costwarden keys create --user U [--team T] [--name N] | keys list | keys revoke ID
     costwarden budgets list | budgets set NAME --limit-usd X [...] | budgets delete NAME
     costwarden report [--by user,model] [--since 7d] [--until DATE] [--format table|csv|json]
+    costwarden savings [--since 30d] [--until DATE] [--format table|json]
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
 
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import orjson
 from rich.console import Console
 
 from costwarden.cli_budgets import add_budget_commands, budgets_command
@@ -29,6 +31,7 @@ from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
+from costwarden.savings.report import render_savings, savings_report
 from costwarden.server import ServeOptions, demo_settings, load_for_serve
 from costwarden.server import run as run_server
 
@@ -72,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     for name in ("user", "team", "model", "feature", "env", "key"):
         report.add_argument(f"--{name}", dest=f"filter_{name}", help=f"only this {name}")
+
+    savings = sub.add_parser(
+        "savings", help="what cache, cascade, router and trimming saved", parents=[common]
+    )
+    savings.add_argument("--since", default="30d", help="7d, 24h, or an ISO date")
+    savings.add_argument("--until")
+    savings.add_argument("--format", choices=("table", "json"), default="table")
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
     for add_commands in _OFFLINE_PARSERS:
@@ -150,6 +160,16 @@ async def _report(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+async def _savings(args: argparse.Namespace, store: Store) -> int:
+    since, until = parse_range(args.since, args.until)
+    report = await savings_report(store, since, until)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        Console(width=None if sys.stdout.isatty() else 200).print(render_savings(report))
+    return 0
+
+
 async def _migrate(_: argparse.Namespace, store: Store) -> int:
     print("ledger schema is up to date")
     return 0
@@ -164,6 +184,7 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
     "keys": _keys,
     "budgets": budgets_command,
     "report": _report,
+    "savings": _savings,
     "migrate": _migrate,
 }
 

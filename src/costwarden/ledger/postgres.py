@@ -176,6 +176,15 @@ class PostgresStore:
         rows = [spend_row(group_by, tuple(r.values())) for r in result]
         return sort_spend_rows([r for r in rows if r.requests], group_by)
 
+    async def savings_lists(self, since: datetime, until: datetime) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT savings::text AS savings FROM usage_records "
+            "WHERE created_at >= $1 AND created_at < $2 AND savings IS NOT NULL",
+            since,
+            until,
+        )
+        return [str(row["savings"]) for row in rows]
+
     # -- spool checkpoints ---------------------------------------------------------------
     async def get_checkpoint(self, segment: str) -> int | None:
         value = await self._pool.fetchval(

@@ -364,6 +364,14 @@ class SqliteStore:
         sql, params = count_sql(_DIALECT, since, until, filters)
         return int(await self._run(lambda conn: conn.execute(sql, params).fetchone()[0]))
 
+    async def savings_lists(self, since: datetime, until: datetime) -> list[str]:
+        sql = (
+            "SELECT savings FROM usage_records WHERE created_at >= ? AND created_at < ? "
+            "AND savings IS NOT NULL"
+        )
+        params = (sqlite_timestamp(since), sqlite_timestamp(until))
+        return await self._run(lambda conn: [r[0] for r in conn.execute(sql, params)])
+
     async def all_request_ids(self) -> set[str]:
         def fetch(conn: sqlite3.Connection) -> set[str]:
             return {row[0] for row in conn.execute("SELECT request_id FROM usage_records")}

@@ -167,6 +167,9 @@ class Store(Protocol):
     ) -> list[SpendRow]:
         """Spend grouped by ``group_by`` ⊆ DIMENSIONS, created_at in [since, until)."""
 
+    async def savings_lists(self, since: datetime, until: datetime) -> list[str]:
+        """The ``savings`` JSON of every request created in [since, until) that has one."""
+
     # -- spool checkpoints ---------------------------------------------------------------
     async def get_checkpoint(self, segment: str) -> int | None: ...
 
