@@ -63,6 +63,8 @@ def demo_settings(upstream_base: str, base: Settings | None = None) -> Settings:
         "models": models,
         "demo": True,
         "ledger": {"sqlite_path": "costwarden-demo.db", "spool_dir": "var/demo-spool"},
+        # Repeat a request with "temperature": 0 to see a hit: cost 0, and what it saved.
+        "savings": {"exact_cache": {"enabled": True}},
     }
     if base is not None:
         data["gateway"] = base.gateway.model_dump()
