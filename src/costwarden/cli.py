@@ -31,7 +31,10 @@ from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
+from costwarden.savings.cascade_cli import add_cascade_commands, cascade_command
+from costwarden.savings.eval_cli import add_eval_parser, eval_command
 from costwarden.savings.report import render_savings, savings_report
+from costwarden.savings.router_cli import add_router_commands, router_command
 from costwarden.server import ServeOptions, demo_settings, load_for_serve
 from costwarden.server import run as run_server
 
@@ -191,8 +194,16 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
 
 # Commands that work on files, not on the ledger (evaluations, training): each module adds its
 # parser and handles its own arguments; the handler returns the exit status.
-_OFFLINE_PARSERS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = ()
-_OFFLINE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+_OFFLINE_PARSERS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
+    add_router_commands,
+    add_eval_parser,
+    add_cascade_commands,
+)
+_OFFLINE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "router": router_command,
+    "eval": eval_command,
+    "cascade": cascade_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

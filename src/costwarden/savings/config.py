@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from costwarden.savings.cascade_config import CascadeConfig
+from costwarden.savings.semantic_config import SemanticCacheConfig
 
 
 class _Model(BaseModel):
@@ -28,3 +31,13 @@ class ExactCacheConfig(_Model):
 
 class SavingsConfig(_Model):
     exact_cache: ExactCacheConfig = ExactCacheConfig()
+    semantic_cache: SemanticCacheConfig = SemanticCacheConfig()
+    cascades: tuple[CascadeConfig, ...] = ()
+
+    @field_validator("cascades")
+    @classmethod
+    def _unique_cascades(cls, cascades: tuple[CascadeConfig, ...]) -> tuple[CascadeConfig, ...]:
+        names = [c.name for c in cascades]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cascade names must be unique: {names}")
+        return cascades

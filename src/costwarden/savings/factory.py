@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from costwarden.savings.cascade import CascadeStage
 from costwarden.savings.exact_cache import (
     CacheStore,
     ExactCacheStage,
     MemoryCacheStore,
     RedisCacheStore,
 )
+from costwarden.savings.semantic_stage import SemanticCacheStage
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import BaseStage, SavingsStages
 
@@ -23,6 +25,10 @@ def _cache_store(services: StageServices) -> CacheStore:
 def build_stages(services: StageServices) -> SavingsStages:
     savings = services.settings.savings
     stages: list[BaseStage] = []
+    if savings.cascades:
+        stages.append(CascadeStage(savings.cascades, services))
     if savings.exact_cache.enabled:
         stages.append(ExactCacheStage(savings.exact_cache, _cache_store(services)))
+    if savings.semantic_cache.enabled:
+        stages.append(SemanticCacheStage.from_services(savings.semantic_cache, services))
     return SavingsStages(stages)

@@ -1,0 +1,152 @@
+"""Lexical features of a pair of queries, for the semantic cache's second-stage check.
+
+Cosine between sentence embeddings is blind to the words that change an answer while barely
+moving the vector: a different number ("15 % of 80" / "15 % of 90"), a flipped negation, a
+swapped name ("Monday" / "Thursday"), a question turned into a statement, "I" for "you". Each
+feature here measures one such difference cheaply (pure Python, microseconds per pair); the
+check combines them with the cosine in a small logistic model (``semantic_check``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[A-Za-z]+|\d+(?:[.,/:]\d+)*")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_STOP = frozenset(
+    _words(
+        "a an the is are was were be been being am of to in on at for with by from and or but as "
+        "it its this that these those there here he she they we you i me my your his her their "
+        "our them him us do does did has have had will would can could should shall may might "
+        "must so than then just very also into onto over under up down out about s"
+    )
+)
+_NEGATIONS = frozenset(
+    _words("not no never none nobody nothing neither nor without cannot nowhere")
+)
+# Number words count as numbers: "three men" vs "two men" is a number mismatch.
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        _words("zero one two three four five six seven eight nine ten eleven twelve")
+    )
+}
+# Grammatical person: "I" against "you" is the same sentence about someone else.
+_PERSON = {
+    **dict.fromkeys(("i", "me", "my", "mine"), "1s"),
+    **dict.fromkeys(("we", "us", "our", "ours"), "1p"),
+    **dict.fromkeys(("you", "your", "yours"), "2"),
+    **dict.fromkeys(("he", "him", "his"), "3m"),
+    **dict.fromkeys(("she", "her", "hers"), "3f"),
+    **dict.fromkeys(("they", "them", "their", "theirs"), "3p"),
+}
+_SUFFIXES = ("ing", "es", "ed", "s", "ly")
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "cosine",
+    "content_jaccard",
+    "token_jaccard",
+    "max_unmatched",
+    "min_unmatched",
+    "number_mismatch",
+    "negation_mismatch",
+    "entity_mismatch",
+    "length_ratio",
+    "cosine_x_jaccard",
+    "log_vocabulary",
+    "question_mismatch",
+    "person_swap",
+    "entity_swap",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What the features need from one text, computed once per text."""
+
+    tokens: tuple[str, ...]
+    stems: frozenset[str]
+    content: frozenset[str]
+    numbers: frozenset[str]
+    negation_parity: int
+    entities: frozenset[str]
+    persons: frozenset[str]
+    question: bool
+
+
+def _stem(word: str) -> str:
+    word = word.lower()
+    for suffix in _SUFFIXES:
+        if len(word) > 4 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _number(token: str) -> str | None:
+    if token[0].isdigit():
+        return token.replace(",", "")
+    return _NUMBER_WORDS.get(token.lower())
+
+
+def profile(text: str) -> Profile:
+    tokens = tuple(_WORD.findall(text.replace("n't", " not")))
+    stems = [_stem(t) for t in tokens]
+    numbers = {n for n in map(_number, tokens) if n is not None}
+    lowered = [t.lower() for t in tokens]
+    return Profile(
+        tokens=tokens,
+        stems=frozenset(stems),
+        content=frozenset(
+            s for s, t in zip(stems, tokens, strict=True) if s not in _STOP and _number(t) is None
+        ),
+        numbers=frozenset(numbers),
+        negation_parity=sum(t in _NEGATIONS for t in lowered) % 2,
+        # Capitalised words after the first are (mostly) names; the first is capitalised anyway.
+        entities=frozenset(t.lower() for t in tokens[1:] if t[0].isupper()),
+        persons=frozenset(_PERSON[t] for t in lowered if t in _PERSON),
+        question=text.rstrip().endswith("?"),
+    )
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
+def _swapped(a: frozenset[str], b: frozenset[str]) -> float:
+    """1 when each side has something the other lacks: a substitution, not an addition."""
+    return float(bool(a - b) and bool(b - a))
+
+
+def numbers_differ(a: Profile, b: Profile) -> bool:
+    return a.numbers != b.numbers
+
+
+def pair_features(a: Profile, b: Profile, cosine: float) -> list[float]:
+    """The features of ``FEATURE_NAMES``, in that order."""
+    jaccard = _jaccard(a.content, b.content)
+    unmatched_a = len(a.content - b.content)
+    unmatched_b = len(b.content - a.content)
+    longest = max(len(a.tokens), len(b.tokens), 1)
+    return [
+        cosine,
+        jaccard,
+        _jaccard(a.stems, b.stems),
+        float(max(unmatched_a, unmatched_b)),
+        float(min(unmatched_a, unmatched_b)),
+        float(numbers_differ(a, b)),
+        float(a.negation_parity != b.negation_parity),
+        len(a.entities ^ b.entities) / max(1, len(a.entities | b.entities)),
+        min(len(a.tokens), len(b.tokens)) / longest,
+        cosine * jaccard,
+        math.log1p(len(a.content | b.content)),
+        float(a.question != b.question),
+        _swapped(a.persons, b.persons),
+        _swapped(a.entities, b.entities),
+    ]
