@@ -22,6 +22,7 @@ from costwarden.savings.semantic_eval import (
     rates,
     spearman,
 )
+from costwarden.savings.semantic_text import FEATURE_NAMES, pair_features, profile
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "stsb_sample"
 
@@ -92,3 +93,30 @@ def test_the_command_prints_the_table_and_writes_consistent_json(
     plain = results["cosine"]["train"]
     assert all(c["false_hit"] <= p["false_hit"] for c, p in zip(check, plain, strict=True))
     assert list((tmp_path / "cache").glob("*.npy"))  # embeddings cached for the next run
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "how can i reset my password",
+        "how do i reset my password",
+        "HOW DO I RESET MY PASSWORD",
+        "How do I reset my password",
+    ],
+)
+def test_case_and_punctuation_a_user_types_do_not_matter(typed: str) -> None:
+    stored = profile("How do I reset my password?")
+    query = profile(typed)
+    # A lowercase "i" is not a name, and a question without its "?" is still a question.
+    features = dict(zip(FEATURE_NAMES, pair_features(query, stored, 0.98), strict=True))
+    assert features["entity_mismatch"] == 0 and features["entity_swap"] == 0
+    assert features["question_mismatch"] == 0
+    assert SecondStageCheck(shipped_model()).judge(query, stored, 0.98).accepted
+
+
+def test_a_lowercase_name_is_the_same_name_but_another_name_is_not() -> None:
+    stored = profile("What is the capital of France?")
+    same = pair_features(profile("what is the capital of france"), stored, 0.9)
+    other = pair_features(profile("What is the capital of Germany?"), stored, 0.9)
+    index = FEATURE_NAMES.index("entity_swap")
+    assert same[index] == 0 and other[index] == 1

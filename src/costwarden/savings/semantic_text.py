@@ -48,6 +48,13 @@ _PERSON = {
     **dict.fromkeys(("they", "them", "their", "theirs"), "3p"),
 }
 _SUFFIXES = ("ing", "es", "ed", "s", "ly")
+# A text that opens with one of these is a question even without its "?": users skip it.
+_QUESTION_OPENERS = frozenset(
+    _words(
+        "how what why when where who whom whose which is are was were do does did can could "
+        "will would should shall may might must have has had"
+    )
+)
 
 FEATURE_NAMES: tuple[str, ...] = (
     "cosine",
@@ -72,6 +79,7 @@ class Profile:
     """What the features need from one text, computed once per text."""
 
     tokens: tuple[str, ...]
+    words: frozenset[str]  # the tokens lowercased
     stems: frozenset[str]
     content: frozenset[str]
     numbers: frozenset[str]
@@ -102,16 +110,18 @@ def profile(text: str) -> Profile:
     lowered = [t.lower() for t in tokens]
     return Profile(
         tokens=tokens,
+        words=frozenset(lowered),
         stems=frozenset(stems),
         content=frozenset(
             s for s, t in zip(stems, tokens, strict=True) if s not in _STOP and _number(t) is None
         ),
         numbers=frozenset(numbers),
         negation_parity=sum(t in _NEGATIONS for t in lowered) % 2,
-        # Capitalised words after the first are (mostly) names; the first is capitalised anyway.
-        entities=frozenset(t.lower() for t in tokens[1:] if t[0].isupper()),
+        # Capitalised words after the first are (mostly) names; the first is capitalised anyway,
+        # and so is the pronoun "I".
+        entities=frozenset(t.lower() for t in tokens[1:] if t[0].isupper() and t != "I"),
         persons=frozenset(_PERSON[t] for t in lowered if t in _PERSON),
-        question=text.rstrip().endswith("?"),
+        question=text.rstrip().endswith("?") or bool(lowered and lowered[0] in _QUESTION_OPENERS),
     )
 
 
@@ -128,12 +138,19 @@ def numbers_differ(a: Profile, b: Profile) -> bool:
     return a.numbers != b.numbers
 
 
+def _unshared_entities(a: Profile, b: Profile) -> tuple[frozenset[str], frozenset[str]]:
+    """Names on one side whose word is nowhere on the other, in any case: "paris" typed in
+    lowercase is the same word as "Paris"."""
+    return a.entities - b.words, b.entities - a.words
+
+
 def pair_features(a: Profile, b: Profile, cosine: float) -> list[float]:
     """The features of ``FEATURE_NAMES``, in that order."""
     jaccard = _jaccard(a.content, b.content)
     unmatched_a = len(a.content - b.content)
     unmatched_b = len(b.content - a.content)
     longest = max(len(a.tokens), len(b.tokens), 1)
+    only_a, only_b = _unshared_entities(a, b)
     return [
         cosine,
         jaccard,
@@ -142,11 +159,11 @@ def pair_features(a: Profile, b: Profile, cosine: float) -> list[float]:
         float(min(unmatched_a, unmatched_b)),
         float(numbers_differ(a, b)),
         float(a.negation_parity != b.negation_parity),
-        len(a.entities ^ b.entities) / max(1, len(a.entities | b.entities)),
+        len(only_a | only_b) / max(1, len(a.entities | b.entities)),
         min(len(a.tokens), len(b.tokens)) / longest,
         cosine * jaccard,
         math.log1p(len(a.content | b.content)),
         float(a.question != b.question),
         _swapped(a.persons, b.persons),
-        _swapped(a.entities, b.entities),
+        float(bool(only_a) and bool(only_b)),
     ]
