@@ -16,7 +16,7 @@ class SemanticCacheConfig(BaseModel):
     enabled: bool = False
     # Cosine of the query embeddings at or above which a stored entry is a candidate. The
     # default is the one chosen on STS-B train with the check on (docs/savings.md).
-    threshold: float = Field(default=0.81, gt=0, le=1)
+    threshold: float = Field(default=0.88, gt=0, le=1)
     ttl_s: float = Field(default=3600.0, gt=0)
     max_entries_per_scope: int = Field(default=1000, gt=0, le=5000)  # oldest dropped first
     isolation: Literal["team", "user", "key", "global"] = "team"

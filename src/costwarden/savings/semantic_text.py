@@ -38,6 +38,19 @@ _NUMBER_WORDS = {
         _words("zero one two three four five six seven eight nine ten eleven twelve")
     )
 }
+# Days and months are values too: an answer about Monday's close is wrong for Thursday's.
+_CALENDAR_WORDS = {
+    **{w: f"day{i}" for i, w in enumerate(_words("monday tuesday wednesday thursday friday"))},
+    **{w: f"day{i + 5}" for i, w in enumerate(_words("saturday sunday"))},
+    **{w: f"rel{i}" for i, w in enumerate(_words("yesterday today tomorrow tonight"))},
+    # "march" and "may" are left out: far more often a verb than a month.
+    **{
+        w: f"month{i}"
+        for i, w in enumerate(
+            _words("january february april june july august september october november december")
+        )
+    },
+}
 # Grammatical person: "I" against "you" is the same sentence about someone else.
 _PERSON = {
     **dict.fromkeys(("i", "me", "my", "mine"), "1s"),
@@ -100,7 +113,8 @@ def _stem(word: str) -> str:
 def _number(token: str) -> str | None:
     if token[0].isdigit():
         return token.replace(",", "")
-    return _NUMBER_WORDS.get(token.lower())
+    lowered = token.lower()
+    return _NUMBER_WORDS.get(lowered) or _CALENDAR_WORDS.get(lowered)
 
 
 def profile(text: str) -> Profile:
