@@ -76,6 +76,17 @@ async def test_the_second_stage_rejects_different_numbers(
     assert (await unchecked.lookup(key("What is 15% of 90?"))).hit is not None
 
 
+async def test_days_and_months_must_agree_but_may_the_verb_is_no_month(
+    pool: EmbeddingPool, clock: Clock
+) -> None:
+    checked = make_cache(pool, clock, threshold=0.5)
+    await remember(checked, "Stocks to watch at close on Monday", b"monday")
+    lookup = await checked.lookup(key("Stocks to watch at close on Thursday"))
+    assert lookup.hit is None and lookup.rejected == ("numbers",)
+    await remember(checked, "May I return my order?", b"yes")
+    assert (await checked.lookup(key("may i return my order"))).hit is not None
+
+
 async def test_the_second_stage_rejects_a_negation_and_another_name(
     pool: EmbeddingPool, clock: Clock
 ) -> None:
