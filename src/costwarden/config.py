@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costwarden.errors import ConfigError
 from costwarden.policy.config import PolicyConfig, StateConfig
+from costwarden.savings.cascade_config import check_cascade_models
 from costwarden.savings.config import SavingsConfig
 
 
@@ -177,7 +178,12 @@ class Settings(_Model):
             if missing:
                 raise ValueError(f"model {m.name!r} falls back to unknown models {missing}")
         self._check_policy_models(known)
+        check_cascade_models(self.savings.cascades, self._provider_of)
         return self
+
+    def _provider_of(self, name: str) -> str | None:
+        model = self.model(name)
+        return model.endpoints[0].provider if model is not None else None
 
     def _check_policy_models(self, known: set[str]) -> None:
         """Pins and environment maps must lead to configured models (fail at start-up)."""

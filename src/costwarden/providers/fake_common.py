@@ -47,6 +47,9 @@ CACHE_PREFIX_TOKENS = 1024  # prompts at least this long have their first 1024 t
 MESSAGE_OVERHEAD_TOKENS = 3  # per message, plus once for the reply priming (as OpenAI counts)
 KNOB_HEADER_PREFIX = "x-fake-"
 KNOB_BODY_FIELD = "x_fake"
+# Each token's logprob when a request asks for logprobs and sets no ``logprob`` knob: a
+# confident answer (exp(-0.05) ~ 0.95 per token).
+DEFAULT_LOGPROB = -0.05
 _OUTPUT_WORDS = (
     "Sure",
     "here",
@@ -96,6 +99,8 @@ class Knobs:
     no_usage: bool = False  # leave usage out of the response / stream
     output_tokens: int | None = None  # generate this many tokens (still capped by max_tokens)
     cached_tokens: int | None = None  # report this many prompt tokens as cache reads
+    reply: str | None = None  # answer with these words (a tier that hedges or refuses)
+    logprob: float | None = None  # each token's logprob when the request asks for logprobs
 
     def merged(self, values: Mapping[str, str]) -> Knobs:
         changes: dict[str, Any] = {}
@@ -124,6 +129,19 @@ def _status(raw: str) -> int:
     return value
 
 
+def _reply(raw: str) -> str:
+    if not raw.split():
+        raise ValueError("must hold at least one word")
+    return raw
+
+
+def _logprob(raw: str) -> float:
+    value = float(raw)
+    if not value <= 0:
+        raise ValueError("must be <= 0 (a log-probability)")
+    return value
+
+
 def _flag(raw: str) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -137,6 +155,8 @@ _KNOB_PARSERS: Mapping[str, Callable[[str], Any]] = MappingProxyType(
         "no_usage": _flag,
         "output_tokens": _non_negative_int,
         "cached_tokens": _non_negative_int,
+        "reply": _reply,
+        "logprob": _logprob,
     }
 )
 
@@ -238,14 +258,15 @@ class Generation:
         return len(self.pieces) + self.reasoning_tokens
 
 
-def generate(wanted: int, max_tokens: int | None, reasoning: bool) -> Generation:
-    """``wanted`` tokens, capped by ``max_tokens``; reasoning models spend half on thinking."""
+def generate(
+    wanted: int, max_tokens: int | None, reasoning: bool, words: tuple[str, ...] = _OUTPUT_WORDS
+) -> Generation:
+    """``wanted`` tokens of ``words`` (repeated as needed), capped by ``max_tokens``;
+    reasoning models spend half on thinking."""
     total = wanted if max_tokens is None else min(wanted, max_tokens)
     hidden = total // 2 if reasoning else 0
     visible = total - hidden
-    pieces = tuple(
-        (" " if i else "") + _OUTPUT_WORDS[i % len(_OUTPUT_WORDS)] for i in range(visible)
-    )
+    pieces = tuple((" " if i else "") + words[i % len(words)] for i in range(visible))
     return Generation(pieces, hidden, max_tokens is not None and max_tokens < wanted)
 
 
@@ -261,6 +282,7 @@ class Answer:
     cache_write_tokens: int
     generation: Generation
     with_usage: bool  # False when the no_usage knob is set
+    logprob: float | None = None  # every token's logprob; None: logprobs were not asked for
 
 
 @dataclass(slots=True, frozen=True)

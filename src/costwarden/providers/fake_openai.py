@@ -78,6 +78,18 @@ def _finish_reason(answer: Answer) -> str:
     return "length" if answer.generation.truncated else "stop"
 
 
+def _token_logprob(piece: str, logprob: float) -> dict[str, Any]:
+    entry = {"token": piece, "logprob": logprob, "bytes": list(piece.encode())}
+    return {**entry, "top_logprobs": [entry]}
+
+
+def _logprobs(answer: Answer, pieces: tuple[str, ...]) -> dict[str, Any] | None:
+    """OpenAI chat's ``logprobs`` of ``pieces`` (None when they were not asked for)."""
+    if answer.logprob is None:
+        return None
+    return {"content": [_token_logprob(p, answer.logprob) for p in pieces], "refusal": None}
+
+
 def chat_completion(answer: Answer) -> bytes:
     payload: dict[str, Any] = {
         "id": answer.response_id,
@@ -93,7 +105,7 @@ def chat_completion(answer: Answer) -> bytes:
                     "refusal": None,
                     "annotations": [],
                 },
-                "logprobs": None,
+                "logprobs": _logprobs(answer, answer.generation.pieces),
                 "finish_reason": _finish_reason(answer),
             }
         ],
@@ -146,12 +158,15 @@ def chat_stream(answer: Answer, include_usage: bool) -> StreamPlan:
     usage_chunks = include_usage and answer.with_usage
     prefix, suffix = _chunk_frame(answer, "chat.completion.chunk", usage_chunks)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         return prefix + orjson.dumps([choice]) + suffix
 
     head = (chunk({"role": "assistant", "content": "", "refusal": None}),)
-    content = tuple(chunk({"content": piece}) for piece in answer.generation.pieces)
+    content = tuple(
+        chunk({"content": piece}, logprobs=_logprobs(answer, (piece,)))
+        for piece in answer.generation.pieces
+    )
     tail = [chunk({}, _finish_reason(answer))]
     if usage_chunks:
         tail.append(prefix + b'[],"usage":' + orjson.dumps(usage_object(answer)) + b"}\n\n")

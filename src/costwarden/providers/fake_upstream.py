@@ -42,6 +42,12 @@ Behaviour knobs, per request, through any of (later ones win):
                      response, after half the body
   no_usage=1         leave usage out (non-stream body, usage chunk, Anthropic usage fields)
   output_tokens=N    tokens to generate;  cached_tokens=N  cache reads to report
+  reply=TEXT         answer with TEXT's words (one token each; ``output_tokens`` repeats or
+                     cuts them): lets a test make a model refuse or hedge
+  logprob=X          (X <= 0) when an OpenAI chat request has ``logprobs: true``, the answer
+                     carries each token's logprob X (default -0.05) in OpenAI's shape,
+                     ``choices[0].logprobs.content[i]`` (``top_logprobs`` lists the token
+                     itself); streamed chunks carry their token's entry
 Server-wide (``FakeUpstreamConfig``): ``fail_every=N`` answers every Nth API request with
 ``fail_status``; ``latency_ms`` / ``chunk_delay_ms`` defaults; ``api_key`` to require one.
 
@@ -68,7 +74,9 @@ from costwarden.providers import fake_anthropic, fake_openai
 from costwarden.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES
 from costwarden.providers.fake_common import (
     CACHE_PREFIX_TOKENS,
+    DEFAULT_LOGPROB,
     Answer,
+    Generation,
     KnobError,
     Knobs,
     PrefixCache,
@@ -268,16 +276,22 @@ class FakeUpstream:
             prompt_tokens=prompt.tokens,
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
-            generation=generate(
-                self.config.default_output_tokens
-                if knobs.output_tokens is None
-                else knobs.output_tokens,
-                max_tokens,
-                is_reasoning_model(base_model) and not anthropic,
+            generation=self._generation(
+                knobs, max_tokens, is_reasoning_model(base_model) and not anthropic
             ),
             with_usage=not knobs.no_usage,
+            logprob=_logprob(api, body, knobs),
         )
         return _render(api, answer, body)
+
+    def _generation(self, knobs: Knobs, max_tokens: int | None, reasoning: bool) -> Generation:
+        if knobs.reply is not None:
+            words = tuple(knobs.reply.split())
+            wanted = len(words) if knobs.output_tokens is None else knobs.output_tokens
+            return generate(wanted, max_tokens, reasoning, words)
+        if knobs.output_tokens is not None:
+            return generate(knobs.output_tokens, max_tokens, reasoning)
+        return generate(self.config.default_output_tokens, max_tokens, reasoning)
 
     def _cache_tokens(
         self, prompt: PromptCount, knobs: Knobs, *, explicit: bool, writes: bool
@@ -296,6 +310,13 @@ class FakeUpstream:
             raise HTTPReplyError("'input' must be a string, a list of strings or token arrays")
         payload = fake_openai.embeddings(model, body, inputs, not knobs.no_usage)
         return _Reply(200, payload, None, [_JSON])
+
+
+def _logprob(api: str, body: Mapping[str, Any], knobs: Knobs) -> float | None:
+    """Token logprobs are OpenAI chat's, and only sent when asked for."""
+    if api != CHAT or body.get("logprobs") is not True:
+        return None
+    return DEFAULT_LOGPROB if knobs.logprob is None else knobs.logprob
 
 
 def uvicorn_config(app: FakeUpstream, loop: str = "none") -> uvicorn.Config:
