@@ -21,6 +21,7 @@ from costwarden.errors import ConfigError
 from costwarden.policy.config import PolicyConfig, StateConfig
 from costwarden.savings.cascade_config import check_cascade_models
 from costwarden.savings.config import SavingsConfig
+from costwarden.savings.router_config import check_router_models
 
 
 class _Model(BaseModel):
@@ -179,6 +180,7 @@ class Settings(_Model):
                 raise ValueError(f"model {m.name!r} falls back to unknown models {missing}")
         self._check_policy_models(known)
         check_cascade_models(self.savings.cascades, self._provider_of)
+        check_router_models(self.savings.routers, self._provider_of)
         return self
 
     def _provider_of(self, name: str) -> str | None:

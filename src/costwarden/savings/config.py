@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from costwarden.savings.cascade_config import CascadeConfig
+from costwarden.savings.router_config import RouterConfig
 from costwarden.savings.semantic_config import SemanticCacheConfig
 
 
@@ -33,6 +34,7 @@ class SavingsConfig(_Model):
     exact_cache: ExactCacheConfig = ExactCacheConfig()
     semantic_cache: SemanticCacheConfig = SemanticCacheConfig()
     cascades: tuple[CascadeConfig, ...] = ()
+    routers: tuple[RouterConfig, ...] = ()
 
     @field_validator("cascades")
     @classmethod

@@ -9,6 +9,7 @@ from costwarden.savings.exact_cache import (
     MemoryCacheStore,
     RedisCacheStore,
 )
+from costwarden.savings.router_stage import RouterStage
 from costwarden.savings.semantic_stage import SemanticCacheStage
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import BaseStage, SavingsStages
@@ -25,6 +26,8 @@ def _cache_store(services: StageServices) -> CacheStore:
 def build_stages(services: StageServices) -> SavingsStages:
     savings = services.settings.savings
     stages: list[BaseStage] = []
+    if savings.routers:
+        stages.append(RouterStage(savings.routers, services))
     if savings.cascades:
         stages.append(CascadeStage(savings.cascades, services))
     if savings.exact_cache.enabled:
