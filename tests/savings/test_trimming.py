@@ -10,6 +10,7 @@ import pytest
 from costwarden.pricing.tokens import TokenCounter
 from costwarden.savings.bm25 import Bm25Index, CorpusStats, tokenize
 from costwarden.savings.embedding import EmbeddingPool, MiniLMEmbedder
+from costwarden.savings.sentences import split_sentences
 from costwarden.savings.trimming import PassageTrimmer, Ranked, fuse, select
 from costwarden.savings.trimming_config import KeepPolicy, TrimConfig
 
@@ -53,16 +54,18 @@ def tokens() -> TokenCounter:
 
 
 @pytest.mark.parametrize("ranking", ["dense", "hybrid"])
-@pytest.mark.parametrize(("question", "passages", "answer"), CASES)
+@pytest.mark.parametrize("unit", ["passage", "sentence"])
+@pytest.mark.parametrize("case", CASES)
 def test_the_answering_passage_ranks_first(
     ranking: str,
-    question: str,
-    passages: list[str],
-    answer: int,
+    unit: str,
+    case: tuple[str, list[str], int],
     embedder: MiniLMEmbedder,
     tokens: TokenCounter,
 ) -> None:
-    trimmer = PassageTrimmer(TrimConfig(ranking=ranking), tokens)  # type: ignore[arg-type]
+    question, passages, answer = case
+    config = TrimConfig(ranking=ranking, dense_unit=unit)  # type: ignore[arg-type]
+    trimmer = PassageTrimmer(config, tokens)
     result = trimmer.trim(question, passages, MODEL, embedder, KeepPolicy(top_k=1))
     assert result.kept == (answer,)
     assert result.kept_passages == [passages[answer]]
@@ -196,3 +199,41 @@ def test_corpus_statistics_weight_rare_terms() -> None:
     index = Bm25Index([["common"], ["rare"]], stats=stats)
     scores = index.score(["common", "rare"])
     assert scores[1] > scores[0]
+
+
+def test_sentence_trimming_keeps_each_passages_best_sentences(
+    embedder: MiniLMEmbedder, tokens: TokenCounter
+) -> None:
+    question = "Which drug lowers LDL cholesterol by inhibiting HMG-CoA reductase?"
+    long_answer = (
+        "The trial enrolled 4,000 adults in 12 countries. "
+        "Statins such as atorvastatin inhibit HMG-CoA reductase and lower LDL cholesterol. "
+        "Follow-up lasted five years."
+    )
+    passages = ["The Great Wall of China is long. It was built over centuries.", long_answer]
+    config = TrimConfig(ranking="hybrid", dense_unit="sentence")
+    policy = KeepPolicy(top_k=1, sentences_per_passage=1)
+    result = PassageTrimmer(config, tokens).trim(question, passages, MODEL, embedder, policy)
+    assert result.kept == (1,)
+    [sent] = result.kept_passages
+    assert sent.startswith("Statins such as atorvastatin") and "trial" not in sent
+    assert result.tokens_before == sum(tokens.count(MODEL, p) for p in passages)
+    assert result.tokens_after == tokens.count(MODEL, sent)
+    # two sentences come back in their original order
+    two = PassageTrimmer(config, tokens).trim(
+        question, passages, MODEL, embedder, KeepPolicy(top_k=1, sentences_per_passage=2)
+    )
+    [text] = two.kept_passages
+    in_order = [s for s in split_sentences(long_answer) if s in text]
+    assert len(in_order) == 2 and "Statins" in text
+    assert text == " ".join(in_order)
+
+
+def test_sentence_trimming_needs_the_sentence_unit(
+    embedder: MiniLMEmbedder, tokens: TokenCounter
+) -> None:
+    with pytest.raises(ValueError, match="dense_unit"):
+        TrimConfig(dense_unit="passage", policy=KeepPolicy(sentences_per_passage=1))
+    trimmer = PassageTrimmer(TrimConfig(dense_unit="passage"), tokens)
+    with pytest.raises(ValueError, match="sentence"):
+        trimmer.trim("q", ["a. B."], MODEL, embedder, KeepPolicy(sentences_per_passage=1))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from costwarden.savings import trimming_eval_cmd
 from costwarden.savings.bm25 import tokenize
 from costwarden.savings.embedding import Vectors, normalise
 from costwarden.savings.scifact import (
@@ -26,11 +27,13 @@ from costwarden.savings.trimming_config import KeepPolicy, TrimConfig
 from costwarden.savings.trimming_eval import (
     EvalSettings,
     RankerSpec,
-    command,
+    choose,
     measure,
     prepare,
-    run_evaluation,
+    summary,
 )
+from costwarden.savings.trimming_eval_cmd import run
+from costwarden.savings.trimming_latency import measure_latency
 from costwarden.savings.trimming_signals import ClaimSignals
 
 TINY = Path(__file__).resolve().parent / "data" / "scifact_tiny"
@@ -55,7 +58,7 @@ def _signals(evidence: tuple[int, ...], dense: list[float], tokens: list[int]) -
     claim = Claim(1, "c", {100 + i: frozenset({0}) for i in evidence})
     cand = Candidates(claim, tuple(100 + i for i in range(len(dense))))
     scores = np.asarray(dense, dtype=np.float64)
-    return ClaimSignals(cand, scores, scores, scores, tuple(tokens))
+    return ClaimSignals(cand, scores, scores, scores, scores, tuple(tokens))
 
 
 def test_measure_counts_evidence_claims_and_tokens() -> None:
@@ -103,31 +106,63 @@ def test_split_halves_is_a_seeded_partition() -> None:
     assert split_halves(claims, seed=3) == (tune, test)
 
 
-def test_evaluation_runs_end_to_end_on_the_tiny_fixture(tmp_path: Path) -> None:
+def test_evaluation_runs_end_to_end_on_the_tiny_fixture() -> None:
     settings = EvalSettings(data_dir=TINY, distractors=4, seed=1, cache_dir=None)
-    tune, test = prepare(settings, HashedWords())
-    assert len(tune) + len(test) == 3
-    for claim in (*tune, *test):
+    prepared = prepare(settings, HashedWords())
+    assert len(prepared.tune) + len(prepared.test) == 3
+    for claim in (*prepared.tune, *prepared.test):
         assert len(claim.tokens) == len(claim.candidates.doc_ids)
         assert all(t > 0 for t in claim.tokens)
-    report = run_evaluation(settings, HashedWords())
+        # every passage has sentences: its best-sentence cosine is a real one, not the -1 floor
+        assert (claim.dense_sentence > -1).all()
+    choice = choose(prepared.tune)
+    assert choice.ranking.config.ranking == "hybrid"
+    report = summary(settings, prepared, choice)
     rows = report["test"]
-    assert {r["ranking"] for r in rows} >= {"dense", "bm25", report["chosen_ranking"]}
-    top1 = next(r for r in rows if r["ranking"] == "dense" and r["policy"] == "top-1")
+    assert {r["ranking"] for r in rows} >= {"dense passage", "bm25", report["chosen_ranking"]}
+    top1 = next(r for r in rows if r["ranking"] == "dense passage" and r["policy"] == "top-1")
     assert top1["passages_kept"] == pytest.approx(1.0)
     assert 0 < top1["tokens_kept"] < 1
     json.dumps(report)  # what the command writes
 
 
-def test_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_latency_is_measured_cold_and_warm() -> None:
+    corpus = load_corpus(TINY / "corpus.jsonl")
+    claims = load_claims(TINY / "claims_train.jsonl")
+    sets = build_candidates(claims, DistractorMiner(corpus), distractors=8, seed=1)
+    latency = measure_latency(
+        "hybrid", TrimConfig(), HashedWords, sets, corpus=corpus, model="gpt-4o-mini"
+    )
+    assert latency.requests == 3
+    assert latency.passages == pytest.approx(sum(len(c.doc_ids) for c in sets) / 3)
+    assert 0 < latency.cold_ms_p50 <= latency.cold_ms_p90
+    assert 0 < latency.warm_ms_p50 <= latency.warm_ms_p90
+
+
+def test_command_prints_the_table_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI plumbing, not MiniLM: the real model's ranking is tested in test_trimming.py.
+    monkeypatch.setattr(trimming_eval_cmd, "TruncatedMiniLM", lambda _max_tokens: HashedWords())
     out = tmp_path / "trimming.json"
     args = argparse.Namespace(
-        data=TINY, out=out, seed=1, embed_max_tokens=32, distractors=4, no_cache=True
+        data=TINY,
+        json=out,
+        cache_dir=tmp_path / "cache",
+        no_cache=False,
+        seed=1,
+        distractors=4,
+        embed_max_tokens=32,
+        latency_requests=0,
     )
-    assert command(args) == 0
+    assert run(args) == 0
     report = json.loads(out.read_text())
     assert report["claims"]["tune"] + report["claims"]["test"] == 3
-    assert "Context trimming on SciFact" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Context trimming on SciFact" in printed
+    assert "Sentence-level trimming" in printed
+    assert report["sentences"] and report["test"]
+    assert list((tmp_path / "cache").glob("*.npy"))  # embeddings cached for the rerun
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the checkout")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from costwarden.savings.cascade_config import CascadeConfig
 from costwarden.savings.router_config import RouterConfig
 from costwarden.savings.semantic_config import SemanticCacheConfig
+from costwarden.savings.trimming_config import TrimmingConfig
 
 
 class _Model(BaseModel):
@@ -31,6 +32,7 @@ class ExactCacheConfig(_Model):
 
 
 class SavingsConfig(_Model):
+    trimming: TrimmingConfig = TrimmingConfig()
     exact_cache: ExactCacheConfig = ExactCacheConfig()
     semantic_cache: SemanticCacheConfig = SemanticCacheConfig()
     cascades: tuple[CascadeConfig, ...] = ()

@@ -13,6 +13,7 @@ from costwarden.savings.router_stage import RouterStage
 from costwarden.savings.semantic_stage import SemanticCacheStage
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import BaseStage, SavingsStages
+from costwarden.savings.trimming_stage import TrimmingStage
 
 
 def _cache_store(services: StageServices) -> CacheStore:
@@ -26,6 +27,8 @@ def _cache_store(services: StageServices) -> CacheStore:
 def build_stages(services: StageServices) -> SavingsStages:
     savings = services.settings.savings
     stages: list[BaseStage] = []
+    if savings.trimming.enabled:
+        stages.append(TrimmingStage(savings.trimming, services))
     if savings.routers:
         stages.append(RouterStage(savings.routers, services))
     if savings.cascades:
