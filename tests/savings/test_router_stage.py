@@ -27,6 +27,7 @@ from costwarden.savings.router_config import RouterConfig
 from costwarden.savings.router_data import load_routing_csv
 from costwarden.savings.router_model import RouterTrainConfig, fit_router
 from costwarden.savings.router_stage import load_router, prompt_text
+from costwarden.savings.router_tail import tail_text
 from tests.gateway.test_openai_api import catalog_cost
 from tests.savings.conftest import RunningGateway, StartGateway, model, savings_settings
 from tests.savings.test_router_cli import sample_cache
@@ -133,6 +134,20 @@ async def test_router_sends_each_prompt_where_it_pays(
     assert saving.cost_saved == Decimal(0) and "(strong;" in saving.detail
     direct = await _ask(gw, MATH, name="gpt-4o-mini")
     assert direct.savings == []
+
+
+@needs_wiring
+async def test_a_long_prompt_is_routed_on_its_head_and_its_tail(
+    tmp_path: Path, upstream: FakeUpstream, start_gateway: StartGateway, artifact: Path
+) -> None:
+    # Over TAIL_CHARS: the stage embeds the prompt and its tail in one batch.
+    long_prompt = "Read the passage. " + "The committee met again that year. " * 40 + MORAL
+    assert tail_text(long_prompt) is not None
+    gw = await _gateway(tmp_path, upstream, start_gateway, _router(artifact))
+    record = await _ask(gw, long_prompt)
+    assert record.resolved_model in {"gpt-4o", "gpt-4o-mini"}
+    [saving] = record.savings
+    assert saving.kind == "router" and saving.detail.startswith("auto -> ")
 
 
 @needs_wiring

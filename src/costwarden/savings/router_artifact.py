@@ -10,8 +10,9 @@ training prompts that threshold sends strong), ``train_rows``, ``config`` (the
 
 NPZ: ``knn_vectors`` (float16, n × dim), ``knn_weak`` / ``knn_strong`` (float32 scores);
 ``embed_mean`` / ``embed_scale`` and ``embed_{weak,strong}_w`` / ``_b``; when the lexical head
-is on, ``tfidf_idf`` and ``lexical_{weak,strong}_w`` / ``_b``; ``stack_mean`` / ``stack_scale``
-and ``stack_{weak,strong}_w`` / ``_b``. A logistic head's ``_b`` is a 0-d bias.
+is on, ``tfidf_idf`` and ``lexical_{weak,strong}_w`` / ``_b``; when the tail head is on,
+``tail_mean`` / ``tail_scale`` and ``tail_{weak,strong}_w`` / ``_b``; ``stack_mean`` /
+``stack_scale`` and ``stack_{weak,strong}_w`` / ``_b``. A logistic head's ``_b`` is a 0-d bias.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def _to_arrays(router: FittedRouter) -> Arrays:
     if heads.tfidf is not None and heads.lexical is not None:
         arrays["tfidf_idf"] = heads.tfidf.idf.astype(np.float32)
         _put_pair(arrays, "lexical", heads.lexical)
+    if heads.tail_scale is not None and heads.tail is not None:
+        arrays["tail_mean"] = heads.tail_scale.mean
+        arrays["tail_scale"] = heads.tail_scale.scale
+        _put_pair(arrays, "tail", heads.tail)
     return arrays
 
 
@@ -107,12 +112,15 @@ def _from_arrays(arrays: Arrays, config: RouterTrainConfig) -> FittedRouter:
         settings=KnnSettings(config.knn_k, config.knn_temperature, config.knn_prior),
     )
     lexical = "tfidf_idf" in arrays
+    tail = "tail_mean" in arrays  # artifacts made before the tail head have none
     heads = BaseHeads(
         knn=knn,
         embed_scale=Standardiser(arrays["embed_mean"], arrays["embed_scale"]),
         embed=_get_pair(arrays, "embed"),
         tfidf=TfIdf(np.asarray(arrays["tfidf_idf"], dtype=np.float64)) if lexical else None,
         lexical=_get_pair(arrays, "lexical") if lexical else None,
+        tail_scale=Standardiser(arrays["tail_mean"], arrays["tail_scale"]) if tail else None,
+        tail=_get_pair(arrays, "tail") if tail else None,
     )
     stacker = Stacker(
         Standardiser(arrays["stack_mean"], arrays["stack_scale"]), _get_pair(arrays, "stack")
@@ -134,7 +142,9 @@ def save_artifact(artifact: RouterArtifact, path: Path) -> tuple[Path, Path]:
         "strong_share": artifact.strong_share,
         "train_rows": len(artifact.router.heads.knn.weak),
         "config": artifact.config.model_dump(),
-        "features": feature_names(artifact.router.heads.tfidf is not None),
+        "features": feature_names(
+            artifact.router.heads.tfidf is not None, artifact.router.heads.tail is not None
+        ),
         "created_at": artifact.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
     }
     json_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -170,6 +180,6 @@ def load_artifact(path: Path) -> RouterArtifact:
     )
 
 
-def feature_names(lexical: bool) -> list[str]:
-    heads = ["knn", "embed", *(["lexical"] if lexical else [])]
+def feature_names(lexical: bool, tail: bool = False) -> list[str]:
+    heads = ["knn", "embed", *(["lexical"] if lexical else []), *(["tail"] if tail else [])]
     return [f"{h}_{side}_logit" for h in heads for side in ("weak", "strong")] + ["log_length"]

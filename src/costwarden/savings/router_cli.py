@@ -25,6 +25,7 @@ from costwarden.savings.router_eval import (
     EvalOptions,
     auto_share,
     embed_data,
+    embed_tails,
     evaluate,
     render_table,
     report_json,
@@ -94,7 +95,9 @@ def _config(args: argparse.Namespace) -> RouterTrainConfig:
 def _eval(args: argparse.Namespace) -> int:
     data, source = _load(args)
     embedder = _embedder()
-    vectors = embed_data(embedder, data, None if args.no_cache else args.cache_dir)
+    cache = None if args.no_cache else args.cache_dir
+    vectors = embed_data(embedder, data, cache)
+    tails = embed_tails(embedder, data, vectors, cache)
     targets = tuple(float(t) for t in args.targets.split(",") if t.strip())
     opts = EvalOptions(
         seed=args.seed,
@@ -103,7 +106,7 @@ def _eval(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         config=_config(args),
     )
-    report = evaluate(data, vectors, opts)
+    report = evaluate(data, vectors, opts, tails)
     print(f"data: {source}  weak: {args.weak}  strong: {args.strong}  embedder: {embedder.name}")
     print(render_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -120,12 +123,14 @@ def _train(args: argparse.Namespace) -> int:
     data, source = _load(args)
     embedder = _embedder()
     # Embed every row, as ``eval`` does, so both commands share one cache entry.
-    vectors = embed_data(embedder, data, None if args.no_cache else args.cache_dir)
+    cache = None if args.no_cache else args.cache_dir
+    vectors = embed_data(embedder, data, cache)
+    tails = embed_tails(embedder, data, vectors, cache)
     if not args.all:
         keep = ~split_mask(data.prompts, args.seed, args.eval_share)
-        data, vectors = data.take(keep), vectors[keep]
+        data, vectors, tails = data.take(keep), vectors[keep], tails[keep]
     config = _config(args)
-    router = fit_router(vectors, data.prompts, data.weak, data.strong, config)
+    router = fit_router(vectors, data.prompts, data.weak, data.strong, config, tails=tails)
     share = auto_share(router, data) if args.strong_share == "auto" else float(args.strong_share)
     artifact = RouterArtifact(
         router=router,

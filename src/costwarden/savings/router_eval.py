@@ -40,6 +40,7 @@ from costwarden.savings.router_model import (
     calibrate_threshold,
     fit_router,
 )
+from costwarden.savings.router_tail import tail_vectors
 
 Floats = npt.NDArray[np.float64]
 Vectors = npt.NDArray[np.float32]
@@ -85,6 +86,13 @@ def embed_data(embedder: Embedder, data: RoutingData, cache_dir: Path | None) ->
     return cached_embeddings(embedder, data.prompts, cache_dir)
 
 
+def embed_tails(
+    embedder: Embedder, data: RoutingData, vectors: Vectors, cache_dir: Path | None
+) -> Vectors:
+    """The prompts' tail embeddings (``router_tail``): only long prompts are embedded again."""
+    return tail_vectors(embedder, data.prompts, vectors, cache_dir)
+
+
 def _operating_point(
     router: FittedRouter, eval_scores: Floats, evaluation: RoutingData, target: float, label: str
 ) -> OperatingPoint:
@@ -108,10 +116,16 @@ def auto_share(router: FittedRouter, train: RoutingData) -> float:
 
 
 def _scores(
-    train: RoutingData, evaluation: RoutingData, vectors: tuple[Vectors, Vectors], opts: EvalOptions
+    train: RoutingData,
+    evaluation: RoutingData,
+    vectors: tuple[Vectors, Vectors],
+    tails: tuple[Vectors, Vectors],
+    opts: EvalOptions,
 ) -> tuple[FittedRouter, dict[str, Floats]]:
-    router = fit_router(vectors[0], train.prompts, train.weak, train.strong, opts.config)
-    scores = {ROUTER: router.score(vectors[1], evaluation.prompts)}
+    router = fit_router(
+        vectors[0], train.prompts, train.weak, train.strong, opts.config, tails=tails[0]
+    )
+    scores = {ROUTER: router.score(vectors[1], evaluation.prompts, tails[1])}
     if opts.baselines:
         scores[LEXICAL] = lexical_scores(
             train, evaluation.prompts, columns=opts.config.lexical_columns
@@ -120,13 +134,19 @@ def _scores(
     return router, scores
 
 
-def evaluate(data: RoutingData, vectors: Vectors, opts: EvalOptions) -> EvalReport:
-    """Split, fit, score, summarise. ``vectors`` are ``data``'s prompt embeddings."""
+def evaluate(
+    data: RoutingData, vectors: Vectors, opts: EvalOptions, tails: Vectors | None = None
+) -> EvalReport:
+    """Split, fit, score, summarise. ``vectors`` are ``data``'s prompt embeddings, ``tails``
+    their tail embeddings (``embed_tails``; ``None``: the prompts are all short)."""
+    tails = vectors if tails is None else tails
     mask = split_mask(data.prompts, opts.seed, opts.eval_share)
     train, evaluation = data.take(~mask), data.take(mask)
     if len(train) < opts.config.folds or len(evaluation) == 0:
         raise ValueError(f"too few rows to split: {len(train)} train, {len(evaluation)} eval")
-    router, scores = _scores(train, evaluation, (vectors[~mask], vectors[mask]), opts)
+    router, scores = _scores(
+        train, evaluation, (vectors[~mask], vectors[mask]), (tails[~mask], tails[mask]), opts
+    )
     curves = {
         name: accuracy_curve(values, evaluation.weak, evaluation.strong)
         for name, values in scores.items()

@@ -26,6 +26,7 @@ from costwarden.providers.base import CHAT, MESSAGES
 from costwarden.records import Saving
 from costwarden.savings.router_artifact import ArtifactError, RouterArtifact, load_artifact
 from costwarden.savings.router_config import RouterConfig
+from costwarden.savings.router_tail import tail_text
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import BaseStage, Exchange, Reply
 
@@ -104,10 +105,14 @@ class RouterStage(BaseStage):
                 param="model",
             )
         text = prompt_text(ex.payload)
-        vectors = await self._pool.embed_async([text])
+        # A long prompt's tail (its question, its answer choices) is embedded too, in the same
+        # batch; a short prompt's tail vector is its head vector.
+        tail = tail_text(text) if loaded.artifact.router.heads.tail is not None else None
+        embedded = await self._pool.embed_async([text] if tail is None else [text, tail])
+        vectors, tails = embedded[:1], embedded[-1:]
         # Scoring reads every stored neighbour (~15 MB for MMLU's 9.9k rows): 2-5 ms of
         # memory-bound numpy that releases the GIL, so it too runs off the event loop.
-        scores = await asyncio.to_thread(loaded.artifact.router.score, vectors, [text])
+        scores = await asyncio.to_thread(loaded.artifact.router.score, vectors, [text], tails)
         score = float(scores[0])
         strong = score >= loaded.threshold
         config = loaded.config
