@@ -7,6 +7,8 @@ defaults), identical but for the exact cache, and drives each with wrk in the sa
 interleaved round by round:
 
     none        no savings stage: the pipeline as before the savings engine
+    seam        exact cache on in ``opt_in`` mode, requests without the header: the seam's own
+                cost (exchange, stage loop, body re-encoding) with a stage that steps aside
     cache-miss  exact cache on; every request distinct (temperature 0), so each one pays the
                 whole stage — key hashing, a lookup that misses, keeping the answer and
                 storing it after — and still goes upstream: the stage's worst case
@@ -14,7 +16,9 @@ interleaved round by round:
                 without an upstream call
 
 Prints req/s, p50 / p99 and the share of the no-savings throughput (medians over the rounds,
-each round's share against the same round's baseline). Writes bench/results/savings.json.
+each round's share against the same round's baseline), then each gateway's main-thread CPU per
+request (/proc: what saturates, and far steadier than req/s on a shared box) and what the
+stage adds to it. Writes bench/results/savings.json.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.support import procs
-from wrkbench import Run, parse_args, report, rotated, wrk
+from statistics import median
 
-VARIANTS = ("none", "cache-miss", "cache-hit")
+from tests.support import procs
+from wrkbench import Run, parse_args, report, rotated, thread_cpu_s, wrk
+
+VARIANTS = ("none", "seam", "cache-miss", "cache-hit")
 DISTINCT_HIT_PROMPTS = 64
 
 # The same script shape for every variant: a counter-numbered prompt (distinct for the miss
@@ -63,12 +69,20 @@ def gateway_config(tmp: Path, variant: str, upstream_port: int) -> dict[str, Any
             }
         ],
     }
-    if variant != "none":
-        data["savings"] = {"exact_cache": {"enabled": True, "max_entries": 1_000_000}}
+    if variant == "seam":
+        data["savings"] = {"exact_cache": {"enabled": True, "mode": "opt_in"}}
+    elif variant != "none":
+        data["savings"] = {"exact_cache": {"enabled": True}}  # 10,000 entries: full after ~5 s
     return data
 
 
-def measure(tmp: Path, conns: list[int], seconds: int, rounds: int) -> list[Run]:
+# (variant, connections, round) -> main-thread CPU µs per request
+CpuSamples = dict[tuple[str, int, int], float]
+
+
+def measure(
+    tmp: Path, conns: list[int], seconds: int, rounds: int, cpu: CpuSamples
+) -> list[Run]:
     up_port = procs.free_port()
     ports = {variant: procs.free_port() for variant in VARIANTS}
     commands = [(procs.fake_upstream_command(up_port), up_port)]
@@ -85,10 +99,16 @@ def measure(tmp: Path, conns: list[int], seconds: int, rounds: int) -> list[Run]
         run = "hits" if variant == "cache-hit" else script.stem
         modulo = DISTINCT_HIT_PROMPTS if variant == "cache-hit" else 2**31
         script.write_text(_WRK_SCRIPT % {"key": keys[variant], "run": run, "modulo": modulo})
-        return wrk(urls[variant], script, connections, duration, label, round_index=index)
+        before = thread_cpu_s(pids[variant])
+        result = wrk(urls[variant], script, connections, duration, label, round_index=index)
+        served = result.requests_per_s * duration
+        cpu[variant, connections, index] = (thread_cpu_s(pids[variant]) - before) / served * 1e6
+        return result
 
     runs: list[Run] = []
-    with procs.spawned_together(commands):
+    pids: dict[str, int] = {}
+    with procs.spawned_together(commands) as started:
+        pids.update(zip(VARIANTS, (p.pid for p in started[1:]), strict=True))
         for variant in VARIANTS:  # warm connection pools and the hit set before measuring
             drive(variant, 8, 2, "warm", 0)
         for index in range(rounds):  # interleaved: a slow spell of the machine hits all
@@ -98,11 +118,36 @@ def measure(tmp: Path, conns: list[int], seconds: int, rounds: int) -> list[Run]
     return runs
 
 
+def cpu_rows(cpu: CpuSamples, conns: list[int], rounds: int) -> list[dict[str, float | str]]:
+    rows: list[dict[str, float | str]] = []
+    print("\nmain-thread CPU per request (medians over the rounds)")
+    print(f"{'target':<12}{'conns':>6}{'main µs':>9}{'added µs':>10}{'added %':>9}")
+    for c in conns:
+        for variant in VARIANTS:
+            added = [cpu[variant, c, i] - cpu["none", c, i] for i in range(rounds)]
+            share = [a / cpu["none", c, i] * 100 for i, a in enumerate(added)]
+            main_us = median(cpu[variant, c, i] for i in range(rounds))
+            print(f"{variant:<12}{c:>6}{main_us:>9.1f}{median(added):>+10.1f}{median(share):>+8.1f}%")
+            rows.append(
+                {
+                    "target": variant,
+                    "connections": c,
+                    "main_cpu_us": round(main_us, 1),
+                    "added_main_cpu_us": round(median(added), 1),
+                    "added_pct": round(median(share), 1),
+                }
+            )
+    return rows
+
+
 def main() -> int:
     duration, conns, rounds = parse_args()
+    cpu: CpuSamples = {}
     with tempfile.TemporaryDirectory() as tmpdir:
-        runs = measure(Path(tmpdir), conns, duration, rounds)
-    report(runs, baseline="none", name="savings", extra={"variants": list(VARIANTS)})
+        runs = measure(Path(tmpdir), conns, duration, rounds, cpu)
+    rows = cpu_rows(cpu, conns, rounds)
+    extra = {"variants": list(VARIANTS), "cpu": rows}
+    report(runs, baseline="none", name="savings", extra=extra)
     failed = sum(r.errors for r in runs)
     if failed:
         print(f"{failed} requests were not answered 2xx", file=sys.stderr)

@@ -14,7 +14,7 @@ import pytest
 
 from costwarden.providers.fake_upstream import FakeUpstream
 from costwarden.records import Status
-from costwarden.savings.exact_cache import MemoryCacheStore, is_deterministic
+from costwarden.savings.exact_cache import CacheEntry, MemoryCacheStore, is_deterministic
 from tests.savings.conftest import RunningGateway, StartGateway, model, savings_settings
 
 QUESTION = [{"role": "user", "content": "What does the exact cache key on?"}]
@@ -195,16 +195,38 @@ async def test_replicas_share_entries_through_redis(
     assert hit.headers["x-costwarden-cache"] == "hit-exact"
 
 
+def _entry(name: str) -> CacheEntry:
+    return CacheEntry({"id": name}, "0.001", 10, f"cw-{name}", 0.0)
+
+
 async def test_memory_store_expires_and_evicts() -> None:
     now = [0.0]
     store = MemoryCacheStore(max_entries=2, clock=lambda: now[0])
-    await store.put("a", b"1", ttl_s=10)
-    await store.put("b", b"2", ttl_s=10)
-    assert await store.get("a") == b"1"  # a is now the most recently used
-    await store.put("c", b"3", ttl_s=10)
-    assert await store.get("b") is None and await store.get("a") == b"1"
+    a, b, c = _entry("a"), _entry("b"), _entry("c")
+    await store.put("a", a, ttl_s=10)
+    await store.put("b", b, ttl_s=10)
+    assert await store.get("a") == a  # a is now the most recently used
+    await store.put("c", c, ttl_s=10)
+    assert await store.get("b") is None and await store.get("a") == a
     now[0] = 11.0
     assert await store.get("a") is None
+
+
+def test_an_entry_round_trips_through_its_redis_encoding() -> None:
+    entry = CacheEntry({"choices": [{"message": {"content": "é"}}]}, None, 12, "cw-1", 1.5)
+    assert CacheEntry.from_json(entry.to_json()) == entry
+
+
+async def test_an_answer_over_the_size_limit_is_not_kept(
+    tmp_path: Path, upstream: FakeUpstream, start_gateway: StartGateway
+) -> None:
+    gw = await _gateway(tmp_path, upstream, start_gateway, {"max_answer_bytes": 200})
+    client = _client(gw)
+    for _ in range(2):
+        raw = await client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input="too big to keep"
+        )
+        assert "x-costwarden-cache" not in raw.headers
 
 
 def test_deterministic_means_temperature_zero_and_one_choice() -> None:
