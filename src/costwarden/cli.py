@@ -31,10 +31,10 @@ from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
-from costwarden.savings.cascade_cli import add_cascade_commands, cascade_command
+from costwarden.savings.cascade.cli import add_cascade_commands, cascade_command
 from costwarden.savings.eval_cli import add_eval_parser, eval_command
 from costwarden.savings.report import render_savings, savings_report
-from costwarden.savings.router_cli import add_router_commands, router_command
+from costwarden.savings.router.cli import add_router_commands, router_command
 from costwarden.server import ServeOptions, demo_settings, load_for_serve
 from costwarden.server import run as run_server
 

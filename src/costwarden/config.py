@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costwarden.errors import ConfigError
 from costwarden.policy.config import PolicyConfig, StateConfig
-from costwarden.savings.cascade_config import check_cascade_models
+from costwarden.savings.cascade.config import check_cascade_models
 from costwarden.savings.config import SavingsConfig
-from costwarden.savings.router_config import check_router_models
+from costwarden.savings.router.config import check_router_models
 
 
 class _Model(BaseModel):

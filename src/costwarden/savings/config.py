@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from costwarden.savings.cascade_config import CascadeConfig
-from costwarden.savings.router_config import RouterConfig
-from costwarden.savings.semantic_config import SemanticCacheConfig
-from costwarden.savings.trimming_config import TrimmingConfig
+from costwarden.savings.cascade.config import CascadeConfig
+from costwarden.savings.router.config import RouterConfig
+from costwarden.savings.semantic.config import SemanticCacheConfig
+from costwarden.savings.trimming.config import TrimmingConfig
 
 
 class _Model(BaseModel):

@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from costwarden.savings import semantic_eval_cmd, trimming_eval_cmd
+from costwarden.savings.semantic import eval_cmd as semantic_eval_cmd
+from costwarden.savings.trimming import eval_cmd as trimming_eval_cmd
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from costwarden.savings.cascade import CascadeStage
+from costwarden.savings.cascade.stage import CascadeStage
 from costwarden.savings.exact_cache import (
     CacheStore,
     ExactCacheStage,
     MemoryCacheStore,
     RedisCacheStore,
 )
-from costwarden.savings.router_stage import RouterStage
-from costwarden.savings.semantic_stage import SemanticCacheStage
+from costwarden.savings.router.stage import RouterStage
+from costwarden.savings.semantic.stage import SemanticCacheStage
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import BaseStage, SavingsStages
-from costwarden.savings.trimming_stage import TrimmingStage
+from costwarden.savings.trimming.stage import TrimmingStage
 
 
 def _cache_store(services: StageServices) -> CacheStore:

@@ -1,0 +1,1 @@
+"""Model cascades: cheap tiers first, escalation on a low score (see docs/savings.md)."""

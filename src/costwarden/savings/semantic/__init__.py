@@ -1,0 +1,1 @@
+"""The semantic cache: same-meaning questions answered from cache (see docs/savings.md)."""
