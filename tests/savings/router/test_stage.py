@@ -21,12 +21,13 @@ from costwarden.errors import ConfigError
 from costwarden.providers.fake_upstream import FakeUpstream
 from costwarden.savings.config import SavingsConfig
 from costwarden.savings.embedding import MiniLMEmbedder
+from costwarden.savings.prompt import last_user_text
 from costwarden.savings.router.artifact import RouterArtifact, save_artifact
 from costwarden.savings.router.cache import cached_embeddings
 from costwarden.savings.router.config import RouterConfig
 from costwarden.savings.router.data import load_routing_csv
 from costwarden.savings.router.model import RouterTrainConfig, fit_router
-from costwarden.savings.router.stage import load_router, prompt_text
+from costwarden.savings.router.stage import load_router
 from costwarden.savings.router.tail import tail_text
 from tests.gateway.test_openai_api import catalog_cost
 from tests.savings.conftest import RunningGateway, StartGateway, model, savings_settings
@@ -112,8 +113,8 @@ def test_prompt_text_is_the_last_user_message() -> None:
             },
         ]
     }
-    assert prompt_text(payload) == "a\nb"
-    assert prompt_text({"messages": [{"role": "system", "content": "x"}]}) == ""
+    assert last_user_text(payload) == "a\nb"
+    assert last_user_text({"messages": [{"role": "system", "content": "x"}]}) == ""
 
 
 @needs_wiring

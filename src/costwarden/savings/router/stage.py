@@ -19,11 +19,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from costwarden.errors import ConfigError, InvalidRequest
 from costwarden.providers.base import CHAT, MESSAGES
 from costwarden.records import Saving
+from costwarden.savings.prompt import last_user_text
 from costwarden.savings.router.artifact import ArtifactError, RouterArtifact, load_artifact
 from costwarden.savings.router.config import RouterConfig
 from costwarden.savings.router.tail import tail_text
@@ -54,19 +54,6 @@ class LoadedRouter:
     config: RouterConfig
     artifact: RouterArtifact
     threshold: float
-
-
-def prompt_text(payload: dict[str, Any]) -> str:
-    """The text the router judges: the last user message (its text parts joined), or ""."""
-    for message in reversed(payload.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                texts = [p.get("text") for p in content if isinstance(p, dict)]
-                return "\n".join(t for t in texts if isinstance(t, str))
-    return ""
 
 
 def load_router(config: RouterConfig, embedder: str) -> LoadedRouter:
@@ -104,7 +91,7 @@ class RouterStage(BaseStage):
                 f"'{ex.model}' is a router: it answers chat completions and messages only",
                 param="model",
             )
-        text = prompt_text(ex.payload)
+        text = last_user_text(ex.payload)
         # A long prompt's tail (its question, its answer choices) is embedded too, in the same
         # batch; a short prompt's tail vector is its head vector.
         tail = tail_text(text) if loaded.artifact.router.heads.tail is not None else None

@@ -43,6 +43,7 @@ import numpy as np
 from costwarden.errors import InvalidRequest
 from costwarden.providers.base import CHAT, MESSAGES
 from costwarden.records import Saving, TokenUsage
+from costwarden.savings.prompt import last_user_text
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import BaseStage, Exchange, Reply
 from costwarden.savings.trimming.config import KeepPolicy, TrimmingConfig
@@ -71,19 +72,6 @@ class TrimRequest:
 class _Trimmed:
     tokens_saved: int
     detail: str
-
-
-def last_user_text(api: str, payload: dict[str, Any]) -> str:
-    """The text of the last user message (its text parts joined), or ""."""
-    for message in reversed(payload.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                texts = [p.get("text") for p in content if isinstance(p, dict)]
-                return "\n".join(t for t in texts if isinstance(t, str))
-    return ""
 
 
 def context_block(passages: Sequence[str]) -> str:
@@ -117,7 +105,7 @@ def parse_request(api: str, payload: dict[str, Any], config: TrimmingConfig) -> 
         raise InvalidRequest(f"'{FIELD}.passages' holds more than {config.max_passages}")
     if any(len(p) > config.max_passage_chars for p in passages):
         raise InvalidRequest(f"a passage is longer than {config.max_passage_chars} characters")
-    question = raw.get("question", last_user_text(api, payload))
+    question = raw.get("question", last_user_text(payload))
     if not isinstance(question, str):
         raise InvalidRequest(f"'{FIELD}.question' must be a string")
     overrides = {ours: raw[theirs] for theirs, ours in _POLICY_FIELDS.items() if theirs in raw}
