@@ -56,6 +56,13 @@ async def post(
             "model_not_found",
             "model",
         ),
+        (  # the trimming extension on a gateway without trimming: never sent upstream
+            b'{"model": "gpt-4o-mini", "messages": [{"role":"user","content":"x"}], '
+            b'"costwarden": {"passages": ["a", "b"]}}',
+            400,
+            "invalid_request",
+            "costwarden",
+        ),
     ],
 )
 async def test_bad_input_is_a_clear_4xx(

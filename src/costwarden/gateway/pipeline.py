@@ -52,7 +52,7 @@ from costwarden.records import (
     UsageRecord,
     utcnow,
 )
-from costwarden.savings.stages import Exchange
+from costwarden.savings.stages import EXTENSION_FIELD, Exchange
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -125,6 +125,12 @@ class ProxyPipeline:
             reply = await self._stages.on_request(ex)
             model, payload, also = ex.model, ex.payload, ex.also_reserve
             body = orjson.dumps(payload)  # what is sent and reserved for, as the stages left it
+        if EXTENSION_FIELD in payload:  # a stage takes it out; left in, it would reach upstream
+            raise InvalidRequest(
+                f"the '{EXTENSION_FIELD}' request field needs savings.trimming enabled on this "
+                "gateway (chat completions and messages only)",
+                param=EXTENSION_FIELD,
+            )
         held.resolution = self._s.policy.resolve_model(model, record.tags.env)
         record.resolved_model = held.resolution.model
         self._resolve(api, record)

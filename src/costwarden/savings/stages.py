@@ -32,6 +32,10 @@ from typing import Any, Protocol
 
 from costwarden.records import Attempt, Saving, UsageRecord
 
+# The request body field costwarden's own stages read (RAG passages to trim). A stage takes it
+# out; the pipeline refuses a request that still has it rather than send it upstream.
+EXTENSION_FIELD = "costwarden"
+
 
 @dataclass(slots=True)
 class Reply:
