@@ -64,7 +64,7 @@ def _signals(evidence: tuple[int, ...], dense: list[float], tokens: list[int]) -
 def test_measure_counts_evidence_claims_and_tokens() -> None:
     first = _signals((0, 2), [0.9, 0.8, 0.1, 0.0], [100, 100, 100, 100])  # keeps 0, 1
     second = _signals((3,), [0.9, 0.1, 0.2, 0.8], [10, 20, 30, 40])  # keeps 0, 3
-    spec = RankerSpec("dense", TrimConfig(ranking="dense"))
+    spec = RankerSpec("dense", TrimConfig(ranking="dense", dense_unit="passage"))
     metrics = measure([first, second], spec, KeepPolicy(top_k=2), "top-2")
     assert metrics.claims == 2
     assert metrics.evidence_kept == pytest.approx(2 / 3)  # 0 of first, 3 of second; not 2

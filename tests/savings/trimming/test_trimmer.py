@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
 from costwarden.pricing.tokens import TokenCounter
-from costwarden.savings.embedding import EmbeddingPool, MiniLMEmbedder
-from costwarden.savings.trimming.bm25 import Bm25Index, CorpusStats, tokenize
+from costwarden.savings.embedding import EmbeddingPool, MiniLMEmbedder, Vectors, normalise
+from costwarden.savings.trimming.bm25 import Bm25Index, CorpusStats, Scores, tokenize
 from costwarden.savings.trimming.config import KeepPolicy, TrimConfig
 from costwarden.savings.trimming.sentences import split_sentences
-from costwarden.savings.trimming.trimmer import PassageTrimmer, Ranked, fuse, select
+from costwarden.savings.trimming.trimmer import (
+    PassageTrimmer,
+    Ranked,
+    dense_scores,
+    fuse,
+    rank_scores,
+    rerank,
+    select,
+)
+from costwarden.savings.trimming.vector_cache import VectorCache
 
 MODEL = "gpt-4o-mini"
 
@@ -237,3 +247,111 @@ def test_sentence_trimming_needs_the_sentence_unit(
     trimmer = PassageTrimmer(TrimConfig(dense_unit="passage"), tokens)
     with pytest.raises(ValueError, match="sentence"):
         trimmer.trim("q", ["a. B."], MODEL, embedder, KeepPolicy(sentences_per_passage=1))
+
+
+class CountingWords:
+    """A stand-in embedder that records every text it embeds: hashed bag of words."""
+
+    name = "counting-words"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.seen.extend(texts)
+        rows = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in tokenize(text):
+                rows[i, zlib.crc32(word.encode()) % self.dim] += 1.0
+        return normalise(rows)
+
+
+QUESTION = "Do statins lower LDL cholesterol in adults with diabetes?"
+# Each passage: a title line, then sentences; the first stage reads titles only.
+STAGED = [
+    "Statins and LDL cholesterol\nStatins lower LDL cholesterol. Adults with diabetes benefit.",
+    "Insulin therapy\nInsulin regulates glucose. It is injected daily. Doses vary by meal.",
+    "LDL cholesterol in diabetes\nDiabetes raises LDL. Statins are first-line in adults.",
+    "The Eiffel Tower\nIt was completed in 1889. It is in Paris. Tourists climb it.",
+    "Blood pressure drugs\nBeta blockers slow the heart. They lower blood pressure.",
+    "Photosynthesis\nPlants convert light. Chlorophyll absorbs red and blue light.",
+]
+
+
+def test_two_stages_embed_only_the_sentences_of_the_first_stages_best(
+    tokens: TokenCounter,
+) -> None:
+    config = TrimConfig(rerank_top=2, lead_sentences=1)
+    embedder = CountingWords()
+    trimmer = PassageTrimmer(config, tokens)
+    result = trimmer.trim(QUESTION, STAGED, MODEL, embedder, KeepPolicy(top_k=6))
+
+    lead = [split_sentences(p)[0] for p in STAGED]
+    first = rank_scores(config, dense_scores(*_rows(QUESTION, lead)), _bm25(QUESTION, STAGED))
+    top = first.order[:2]
+    rest = [s for i in top for s in split_sentences(STAGED[i])[1:]]
+    assert embedder.seen == [QUESTION, *lead, *rest]  # nothing else, nothing twice
+    for index in first.order[2:]:
+        assert not set(split_sentences(STAGED[index])[1:]) & set(embedder.seen)
+    # the second stage's two come first, the others after them in the first stage's order
+    assert set(result.kept[:2]) == set(top)
+    assert result.kept[2:] == first.order[2:]
+    assert max(result.scores[list(first.order[2:])]) <= min(result.scores[list(top)]) - 1
+
+
+def _rows(question: str, texts: list[str]) -> tuple[Vectors, Vectors]:
+    rows = CountingWords().embed([question, *texts])
+    return rows[0], rows[1:]
+
+
+def _bm25(question: str, passages: list[str]) -> Scores:
+    return Bm25Index([tokenize(p) for p in passages]).score(tokenize(question))
+
+
+@pytest.mark.parametrize("top", [6, 7, 50])
+@pytest.mark.parametrize(
+    "policy", [KeepPolicy(top_k=3), KeepPolicy(top_k=2, sentences_per_passage=1)]
+)
+def test_two_stages_over_every_passage_are_the_one_stage_ranking(
+    top: int, policy: KeepPolicy, tokens: TokenCounter
+) -> None:
+    one = PassageTrimmer(TrimConfig(rerank_top=None), tokens)
+    two = PassageTrimmer(TrimConfig(rerank_top=top), tokens)
+    expected = one.trim(QUESTION, STAGED, MODEL, CountingWords(), policy)
+    got = two.trim(QUESTION, STAGED, MODEL, CountingWords(), policy)
+    assert got.kept == expected.kept
+    assert got.texts == expected.texts
+    assert got.scores == pytest.approx(expected.scores, abs=1e-6)
+
+
+def test_rerank_keeps_the_first_order_below_the_reranked() -> None:
+    config = TrimConfig(rerank_top=2, fusion="minmax", ranking="dense")
+    first = _ranked([0.1, 0.9, 0.5, 0.7])  # order 1, 3, 2, 0
+    dense = np.asarray([9.0, 0.2, 9.0, 0.8])  # only 1 and 3 are read
+    ranked = rerank(config, first, dense, None)
+    assert ranked.order == (3, 1, 2, 0)
+    assert ranked.scores[3] == pytest.approx(1.0) and ranked.scores[1] == pytest.approx(0.0)
+    assert ranked.scores[2] <= -1.0 and ranked.scores[0] < ranked.scores[2]
+    everything = rerank(config.model_copy(update={"rerank_top": 4}), first, dense, None)
+    assert everything.order == (0, 2, 3, 1)
+
+
+async def test_two_stages_async_through_the_cache_embed_each_text_once(
+    tokens: TokenCounter,
+) -> None:
+    embedder = CountingWords()
+    pool = EmbeddingPool(embedder, threads=1)
+    cache = VectorCache(1000)
+    trimmer = PassageTrimmer(TrimConfig(rerank_top=2), tokens)
+    try:
+        cold = await trimmer.trim_async(QUESTION, STAGED, MODEL, pool, cache=cache)
+        embedded = len(embedder.seen)
+        warm = await trimmer.trim_async(QUESTION, STAGED, MODEL, pool, cache=cache)
+    finally:
+        pool.close()
+    sync = trimmer.trim(QUESTION, STAGED, MODEL, CountingWords())
+    assert cold.kept == warm.kept == sync.kept
+    assert cold.scores == pytest.approx(sync.scores, abs=1e-5)
+    assert len(set(embedder.seen[:embedded])) == embedded  # no text embedded twice
+    assert embedder.seen[embedded:] == [QUESTION]  # warm: only the question

@@ -72,12 +72,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def latencies(
     settings: EvalSettings, prepared: Prepared, choice: Choice, requests: int
 ) -> list[dict[str, Any]]:
-    """Per-request trimming time of BM25 alone, of the chosen ranking and of the best
-    ranking by whole passages (the cheaper embedding)."""
+    """Per-request trimming time of BM25 alone, of the chosen ranking in one stage and in
+    two, and of the best ranking by whole passages."""
     sets = latency_sets(prepared, requests, settings.seed)
     configs = [
         ("bm25", TrimConfig(ranking="bm25")),
         (choice.ranking.label, choice.ranking.config),
+        (choice.staged.label, choice.staged.config),
         (choice.fast.label, choice.fast.config),
     ]
     rows = []
@@ -117,7 +118,14 @@ def render(report: dict[str, Any], console: Console) -> None:
     fast = report["fast_ranking"]
     console.print(f"ranking chosen on the tuning half ({claims['tune']} claims): {chosen}")
     console.print(f"best ranking by whole passages (cheaper to embed): {fast}")
-    for kind in ("chosen", "fast"):
+    recall = report["first_stage_recall_tune"]
+    shown = ", ".join(f"{k}: {recall[k]:.1%}" for k in ("5", "10", "15", "20", "25") if k in recall)
+    console.print(
+        f"{report['staged_ranking']}: {chosen} re-ranking only the first stage's top-M "
+        f"(first stage: BM25 + each passage's first sentence); evidence in the first stage's "
+        f"top-M on the tuning half: {shown}"
+    )
+    for kind in ("chosen", "fast", "staged"):
         policies = ", ".join(f"{k}: {v}" for k, v in report[f"{kind}_policies_tune"].items())
         console.print(
             f"{report[f'{kind}_ranking']}: cheapest policies keeping >= 95 % of the evidence "

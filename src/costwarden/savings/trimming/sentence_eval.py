@@ -19,11 +19,11 @@ import numpy as np
 
 from costwarden.pricing.tokens import TokenCounter
 from costwarden.savings.trimming.config import KeepPolicy
-from costwarden.savings.trimming.evaluation import Prepared, RankerSpec
+from costwarden.savings.trimming.evaluation import Prepared, RankerSpec, rank_claim
 from costwarden.savings.trimming.scifact import Abstract
 from costwarden.savings.trimming.sentences import best_sentence_indices, split_sentences
 from costwarden.savings.trimming.signals import ClaimSignals, EvalVectors
-from costwarden.savings.trimming.trimmer import rank_scores, select
+from costwarden.savings.trimming.trimmer import select
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +87,7 @@ class SentenceTrimEval:
         totals = np.zeros(6)  # evidence docs, kept; evidence sentences, kept; tokens all, kept
         passages = 0
         for claim in signals:
-            lexical = claim.bm25_corpus if spec.lexical == "corpus" else claim.bm25_local
-            ranked = rank_scores(spec.config, claim.dense_for(spec.config.dense_unit), lexical)
+            ranked = rank_claim(spec, claim)
             claim_id = claim.candidates.claim.claim_id
             cuts = [
                 self._cut(d, claim_id, per_passage, whole)

@@ -56,10 +56,18 @@ class ClaimSignals:
     bm25_local: Scores  # statistics from the candidates alone (what a gateway has)
     bm25_corpus: Scores  # statistics from the 5,183-abstract corpus
     tokens: tuple[int, ...]
+    # cosine of the claim to each sentence of each passage, in order (for two-stage ranking)
+    sentence_cosines: tuple[Scores, ...] = ()
 
     @property
     def evidence(self) -> tuple[int, ...]:
         return self.candidates.evidence_positions
+
+    def dense_lead(self, lead: int) -> Scores:
+        """Cosine to each passage's best sentence among its first ``lead``."""
+        return np.asarray(
+            [float(c[:lead].max(initial=-1.0)) for c in self.sentence_cosines], dtype=np.float64
+        )
 
     def dense_for(self, unit: DenseUnit) -> Scores:
         return self.dense_sentence if unit == "sentence" else self.dense
@@ -117,7 +125,8 @@ def compute_signals(
         query = tokenize(cand.claim.text)
         claim = vectors.claims[cand.claim.claim_id]
         matrix = np.stack([vectors.passages[d] for d in cand.doc_ids])
-        best = [float((vectors.sentences[d] @ claim).max(initial=-1.0)) for d in cand.doc_ids]
+        cosines = tuple((vectors.sentences[d] @ claim).astype(np.float64) for d in cand.doc_ids)
+        best = [float(c.max(initial=-1.0)) for c in cosines]
         out.append(
             ClaimSignals(
                 candidates=cand,
@@ -126,6 +135,7 @@ def compute_signals(
                 bm25_local=Bm25Index(docs, params).score(query),
                 bm25_corpus=Bm25Index(docs, params, stats).score(query),
                 tokens=tuple(counts[d] for d in cand.doc_ids),
+                sentence_cosines=cosines,
             )
         )
     return out

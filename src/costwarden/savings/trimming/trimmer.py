@@ -26,6 +26,15 @@ score of a passage (``TrimConfig.dense_unit``) is its own cosine (the embedder r
 - ``rrf``: reciprocal rank fusion, sum of weight / (rrf_k + rank), scaled by (rrf_k + 1) so
   the best possible score is 1. Rank-only: a cut-off on it is a cut-off on ranks.
 
+Two stages (``TrimConfig.rerank_top``, the default): embedding every sentence of ~50 passages
+takes seconds on a CPU, so the best-sentence cosine is computed only where it can matter. Every
+passage is ranked first with the best cosine of its first ``lead_sentences`` sentences (its
+title or heading: one short text per passage) fused with BM25; the best ``rerank_top`` of that
+ranking then have all their sentences embedded and are ranked among themselves exactly as the
+one-stage ranking ranks a request of those passages (``rerank``). The rest follow, at least 1
+below the lowest of them, in the first ranking's order; with sentence-level trimming such a
+passage is cut to its best embedded (lead) sentences.
+
 The choice of defaults is measured on SciFact (``costwarden eval trimming``, docs/savings.md).
 
 Kept passages come back best first (``TrimResult.kept``), which puts the strongest evidence
@@ -151,6 +160,23 @@ def rank_scores(config: TrimConfig, dense: Scores | None, lexical: Scores | None
     return Ranked(order=order, scores=scores)
 
 
+def rerank(config: TrimConfig, first: Ranked, dense: Scores, lexical: Scores | None) -> Ranked:
+    """The second stage: the best ``config.rerank_top`` passages of ``first`` ranked by
+    ``rank_scores`` over themselves alone (``dense`` and ``lexical`` are read at their
+    indices), the others after them in ``first``'s order, scored from 1 below the lowest."""
+    if config.rerank_top is None or config.rerank_top >= len(first.order):
+        return rank_scores(config, dense, lexical)
+    top = np.asarray(first.order[: config.rerank_top], dtype=np.int64)
+    inner = rank_scores(config, dense[top], lexical[top] if lexical is not None else None)
+    rest = first.order[config.rerank_top :]
+    scores = np.empty(len(first.order), dtype=np.float64)
+    scores[top] = inner.scores
+    floor = float(inner.scores.min()) - 1.0
+    scores[list(rest)] = floor - np.arange(len(rest), dtype=np.float64) / len(rest)
+    order = tuple(int(top[i]) for i in inner.order) + rest
+    return Ranked(order=order, scores=scores)
+
+
 def select(ranked: Ranked, token_counts: Sequence[int], policy: KeepPolicy) -> tuple[int, ...]:
     """Indices to keep, best first, under ``policy`` (see the module docstring)."""
     if not ranked.order:
@@ -176,22 +202,52 @@ def select(ranked: Ranked, token_counts: Sequence[int], policy: KeepPolicy) -> t
 @dataclass(frozen=True, slots=True)
 class EmbeddingPlan:
     """What to embed after the question: the passages, or their sentences (``owners[i]`` is
-    the passage of sentence ``i``)."""
+    the passage of sentence ``i``). With two stages, ``first`` is the first stage's ranking
+    once it is known: ``texts`` then hold the lead sentences of every passage followed by the
+    other sentences of the passages the second stage ranks."""
 
     texts: tuple[str, ...]
     owners: npt.NDArray[np.int64] | None
+    first: Ranked | None = None
+    lexical: Scores | None = None  # the BM25 scores the first stage used
+
+
+def two_stage(config: TrimConfig) -> bool:
+    return (
+        config.rerank_top is not None
+        and config.dense_unit == "sentence"
+        and config.ranking != "bm25"
+    )
 
 
 def embedding_plan(config: TrimConfig, passages: Sequence[str]) -> EmbeddingPlan:
+    """The first embedding: every passage, every sentence of every passage, or (two stages)
+    each passage's first ``lead_sentences`` sentences."""
     if config.dense_unit == "passage":
         return EmbeddingPlan(tuple(passages), None)
+    lead = config.lead_sentences if two_stage(config) else None
     texts: list[str] = []
     owners: list[int] = []
     for index, passage in enumerate(passages):
-        sentences = split_sentences(passage)
+        sentences = split_sentences(passage)[:lead]
         texts.extend(sentences)
         owners.extend([index] * len(sentences))
     return EmbeddingPlan(tuple(texts), np.asarray(owners, dtype=np.int64))
+
+
+def second_plan(
+    config: TrimConfig, passages: Sequence[str], first: Ranked
+) -> tuple[tuple[str, ...], list[int]]:
+    """The second embedding of two stages: the sentences past the lead of each passage the
+    second stage ranks (texts, and the passage of each)."""
+    assert config.rerank_top is not None
+    texts: list[str] = []
+    owners: list[int] = []
+    for index in first.order[: config.rerank_top]:
+        rest = split_sentences(passages[index])[config.lead_sentences :]
+        texts.extend(rest)
+        owners.extend([index] * len(rest))
+    return tuple(texts), owners
 
 
 def dense_from_cosines(cosines: Scores, plan: EmbeddingPlan, n_passages: int) -> Scores:
@@ -221,7 +277,29 @@ class PassageTrimmer:
         return self.config.ranking != "bm25"
 
     def plan(self, passages: Sequence[str]) -> EmbeddingPlan:
+        """The first embedding (see ``embedding_plan``)."""
         return embedding_plan(self.config, passages)
+
+    def _lexical(self, question: str, passages: Sequence[str]) -> Scores | None:
+        if self.config.ranking == "dense":
+            return None
+        params = Bm25Params(k1=self.config.bm25_k1, b=self.config.bm25_b)
+        return bm25_scores(question, passages, params, self._stats)
+
+    def next_plan(
+        self, question: str, passages: Sequence[str], plan: EmbeddingPlan, vectors: Vectors
+    ) -> tuple[EmbeddingPlan, tuple[str, ...]]:
+        """Two stages: after the first embedding (``vectors``: the question, then ``plan``'s
+        texts), the first ranking and the texts to embed next; their rows go after
+        ``vectors``' for the returned plan."""
+        assert plan.owners is not None
+        cosines = dense_scores(vectors[0], vectors[1:])
+        lead = dense_from_cosines(cosines, plan, len(passages))
+        lexical = self._lexical(question, passages)
+        first = rank_scores(self.config, lead, lexical)
+        texts, owners = second_plan(self.config, passages, first)
+        merged = np.concatenate([plan.owners, np.asarray(owners, dtype=np.int64)])
+        return EmbeddingPlan(plan.texts + texts, merged, first, lexical), texts
 
     def trim_with_vectors(
         self,
@@ -230,20 +308,25 @@ class PassageTrimmer:
         model: str,
         vectors: Vectors | None,
         policy: KeepPolicy | None = None,
+        *,
+        plan: EmbeddingPlan | None = None,
     ) -> TrimResult:
         """Trim with embeddings already made: row 0 the question, then one row per text of
-        ``plan(passages)``; None for a bm25-only ranking."""
+        ``plan`` (default ``plan(passages)``; with two stages, the one ``next_plan`` returned);
+        None for a bm25-only ranking."""
         if not passages:
             return TrimResult((), (), (), np.zeros(0, dtype=np.float64), 0, 0)
         policy = policy or self.config.policy
-        plan = self.plan(passages)
+        plan = plan or self.plan(passages)
+        if two_stage(self.config) and plan.first is None:
+            raise ValueError("two-stage ranking needs the plan of next_plan")
         cosines = dense_scores(vectors[0], vectors[1:]) if vectors is not None else None
         dense = dense_from_cosines(cosines, plan, len(passages)) if cosines is not None else None
-        lexical = None
-        if self.config.ranking != "dense":
-            params = Bm25Params(k1=self.config.bm25_k1, b=self.config.bm25_b)
-            lexical = bm25_scores(question, passages, params, self._stats)
-        ranked = rank_scores(self.config, dense, lexical)
+        lexical = plan.lexical if plan.first is not None else self._lexical(question, passages)
+        if plan.first is not None and dense is not None:
+            ranked = rerank(self.config, plan.first, dense, lexical)
+        else:
+            ranked = rank_scores(self.config, dense, lexical)
         texts = list(passages)
         if policy.sentences_per_passage is not None:
             if plan.owners is None or cosines is None:
@@ -275,11 +358,17 @@ class PassageTrimmer:
     ) -> TrimResult:
         """Trim on the calling thread (scripts, evaluations)."""
         vectors = None
+        plan = None
         if self.needs_embeddings and passages:
             if embedder is None:
                 raise ValueError(f"{self.config.ranking} ranking needs an embedder")
-            vectors = embedder.embed([question, *self.plan(passages).texts])
-        return self.trim_with_vectors(question, passages, model, vectors, policy)
+            plan = self.plan(passages)
+            vectors = embedder.embed([question, *plan.texts])
+            if two_stage(self.config):
+                plan, more = self.next_plan(question, passages, plan, vectors)
+                if more:
+                    vectors = np.concatenate([vectors, embedder.embed(more)])
+        return self.trim_with_vectors(question, passages, model, vectors, policy, plan=plan)
 
     async def trim_async(
         self,
@@ -294,12 +383,23 @@ class PassageTrimmer:
         """Trim with the embedding on ``pool``'s threads, off the event loop; texts already
         in ``cache`` are not embedded again."""
         vectors = None
+        plan = None
         if self.needs_embeddings and passages:
             if pool is None:
                 raise ValueError(f"{self.config.ranking} ranking needs an embedding pool")
-            texts = self.plan(passages).texts
-            if cache is not None:
-                vectors = await cache.embed(pool, question, texts)
-            else:
-                vectors = await embed_in_batches(pool, [question, *texts])
-        return self.trim_with_vectors(question, passages, model, vectors, policy)
+            plan = self.plan(passages)
+            vectors = await _embed(pool, cache, question, plan.texts)
+            if two_stage(self.config):
+                plan, more = self.next_plan(question, passages, plan, vectors)
+                if more:
+                    vectors = np.concatenate([vectors, await _embed(pool, cache, None, more)])
+        return self.trim_with_vectors(question, passages, model, vectors, policy, plan=plan)
+
+
+async def _embed(
+    pool: EmbeddingPool, cache: VectorCache | None, query: str | None, texts: Sequence[str]
+) -> Vectors:
+    """Rows of ``query`` (when given) then of ``texts``, through ``cache`` when there is one."""
+    if cache is not None:
+        return await cache.embed(pool, query, texts)
+    return await embed_in_batches(pool, [*([query] if query is not None else []), *texts])

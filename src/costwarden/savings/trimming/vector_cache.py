@@ -51,11 +51,13 @@ class VectorCache:
     def _key(text: str) -> bytes:
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    async def embed(self, pool: EmbeddingPool, query: str, texts: Sequence[str]) -> Vectors:
-        """Rows for ``query`` then each of ``texts``; only texts not cached are embedded (the
-        query always is: questions rarely repeat, and caching them would evict passages)."""
+    async def embed(self, pool: EmbeddingPool, query: str | None, texts: Sequence[str]) -> Vectors:
+        """Rows for ``query`` (none when None) then each of ``texts``; only texts not cached
+        are embedded (the query always is: questions rarely repeat, and caching them would
+        evict passages)."""
+        head = [] if query is None else [query]
         keys = [self._key(t) for t in texts]
-        rows = np.empty((len(texts) + 1, pool.embedder.dim), dtype=np.float32)
+        rows = np.empty((len(texts) + len(head), pool.embedder.dim), dtype=np.float32)
         missing: list[int] = []
         for index, key in enumerate(keys):
             cached = self._rows.get(key)
@@ -63,11 +65,13 @@ class VectorCache:
                 missing.append(index)
             else:
                 self._rows.move_to_end(key)
-                rows[index + 1] = cached
-        fresh = await embed_in_batches(pool, [query, *(texts[i] for i in missing)])
-        rows[0] = fresh[0]
-        for row, index in enumerate(missing, start=1):
-            rows[index + 1] = fresh[row]
+                rows[index + len(head)] = cached
+        if not head and not missing:
+            return rows
+        fresh = await embed_in_batches(pool, [*head, *(texts[i] for i in missing)])
+        rows[: len(head)] = fresh[: len(head)]
+        for row, index in enumerate(missing, start=len(head)):
+            rows[index + len(head)] = fresh[row]
             self._put(keys[index], fresh[row])
         return rows
 
