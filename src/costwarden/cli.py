@@ -5,6 +5,7 @@
     costwarden budgets list | budgets set NAME --limit-usd X [...] | budgets delete NAME
     costwarden report [--by user,model] [--since 7d] [--until DATE] [--format table|csv|json]
     costwarden savings [--since 30d] [--until DATE] [--format table|json]
+    costwarden whatif --map gpt-4o=gpt-4o-mini [--where feature=X] [--discount-pct 50] [--by team]
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
 
@@ -29,6 +30,7 @@ from costwarden.config import Settings, load_settings
 from costwarden.errors import ConfigError
 from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
+from costwarden.monitor.whatif_cli import add_whatif_command, whatif_command
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
 from costwarden.savings.cascade.cli import add_cascade_commands, cascade_command
@@ -85,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     savings.add_argument("--since", default="30d", help="7d, 24h, or an ISO date")
     savings.add_argument("--until")
     savings.add_argument("--format", choices=("table", "json"), default="table")
+
+    add_whatif_command(sub, common)
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
     for add_commands in _OFFLINE_PARSERS:
@@ -173,6 +177,10 @@ async def _savings(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+async def _whatif(args: argparse.Namespace, store: Store) -> int:
+    return await whatif_command(args, store, _settings(args))
+
+
 async def _migrate(_: argparse.Namespace, store: Store) -> int:
     print("ledger schema is up to date")
     return 0
@@ -188,6 +196,7 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
     "budgets": budgets_command,
     "report": _report,
     "savings": _savings,
+    "whatif": _whatif,
     "migrate": _migrate,
 }
 
