@@ -6,6 +6,7 @@
     costwarden report [--by user,model] [--since 7d] [--until DATE] [--format table|csv|json]
     costwarden savings [--since 30d] [--until DATE] [--format table|json]
     costwarden whatif --map gpt-4o=gpt-4o-mini [--where feature=X] [--discount-pct 50] [--by team]
+    costwarden forecast [--by team] [--month 2026-12] [--format table|json]
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
 
@@ -30,6 +31,7 @@ from costwarden.config import Settings, load_settings
 from costwarden.errors import ConfigError
 from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
+from costwarden.monitor.forecast_cli import add_forecast_parser, forecast_command
 from costwarden.monitor.whatif_cli import add_whatif_command, whatif_command
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
@@ -89,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     savings.add_argument("--format", choices=("table", "json"), default="table")
 
     add_whatif_command(sub, common)
+    add_forecast_parser(sub, common)
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
     for add_commands in _OFFLINE_PARSERS:
@@ -181,6 +184,10 @@ async def _whatif(args: argparse.Namespace, store: Store) -> int:
     return await whatif_command(args, store, _settings(args))
 
 
+async def _forecast(args: argparse.Namespace, store: Store) -> int:
+    return await forecast_command(args, store, _settings(args))
+
+
 async def _migrate(_: argparse.Namespace, store: Store) -> int:
     print("ledger schema is up to date")
     return 0
@@ -197,6 +204,7 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
     "report": _report,
     "savings": _savings,
     "whatif": _whatif,
+    "forecast": _forecast,
     "migrate": _migrate,
 }
 
