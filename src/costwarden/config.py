@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costwarden.errors import ConfigError
+from costwarden.monitor.alerts_config import AlertsConfig
 from costwarden.policy.config import PolicyConfig, StateConfig
 from costwarden.savings.cascade.config import check_cascade_models
 from costwarden.savings.config import SavingsConfig
@@ -165,6 +166,7 @@ class Settings(_Model):
     policy: PolicyConfig = PolicyConfig()
     state: StateConfig = StateConfig()
     savings: SavingsConfig = SavingsConfig()
+    alerts: AlertsConfig = AlertsConfig()  # no sinks: alerting off
     demo: bool = False  # serving the built-in fake upstream; labelled "simulated"
 
     @model_validator(mode="after")

@@ -16,7 +16,10 @@ from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
+from costwarden.monitor.alert_sinks import build_alerts
+from costwarden.monitor.alerts import AlertRouter, PolicyAlertSink
 from costwarden.policy.engine import PolicyEngine
+from costwarden.policy.events import EventSink, FanoutEventSink, LoggingEventSink
 from costwarden.policy.runtime import RuntimeBudgets
 from costwarden.pricing import PriceBook, TokenCounter
 from costwarden.savings.factory import build_stages
@@ -46,6 +49,7 @@ class Services:
     admissions: AdmissionBatcher | None  # group commit across the network (Redis) only
     stages: SavingsStages
     stage_services: StageServices
+    alerts: AlertRouter | None = None  # None: no alert sinks configured
 
     def admitter(self) -> Admitter:
         """The spend controls' entry point for the request pipeline, over these services."""
@@ -67,6 +71,8 @@ class Services:
             await self.admissions.flush()
         await self.settlements.flush()  # before the state backend closes below
         await self.runtime_budgets.stop()  # first: it reads the ledger store closed below
+        if self.alerts is not None:
+            await self.alerts.close()  # drains queued webhooks over the session closed below
         await self.session.close()
         await self.ledger.close()
         await self.state.aclose()
@@ -127,7 +133,14 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     tokens = TokenCounter()
     tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
     state = build_state_backend(settings.state)
-    policy = PolicyEngine(settings.policy, state, lease_seconds=settings.state.lease_seconds)
+    alerts = build_alerts(settings.alerts, session, env)
+    events: EventSink = LoggingEventSink()
+    if alerts is not None:
+        # Policy events keep their log line and also go through the alert path (dedup, sinks).
+        events = FanoutEventSink(events, PolicyAlertSink(alerts))
+    policy = PolicyEngine(
+        settings.policy, state, events=events, lease_seconds=settings.state.lease_seconds
+    )
     runtime_budgets = RuntimeBudgets(ledger.store, policy, settings.policy.budget_refresh_s)
     await runtime_budgets.start()
     leases = LeaseKeeper(policy, settings.state.lease_seconds)
@@ -153,4 +166,5 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         admissions,
         build_stages(stage_services),
         stage_services,
+        alerts,
     )
