@@ -1,1 +1,1 @@
-"""Monitoring: anomaly detection on hourly spend, request and token series, and its evaluation."""
+"""Visibility: anomaly detection, alerts, forecasts and what-if replay over the ledger."""
