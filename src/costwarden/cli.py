@@ -6,6 +6,7 @@
     costwarden report [--by user,model] [--since 7d] [--until DATE] [--format table|csv|json]
     costwarden savings [--since 30d] [--until DATE] [--format table|json]
     costwarden whatif --map gpt-4o=gpt-4o-mini [--where feature=X] [--discount-pct 50] [--by team]
+    costwarden prices check [--since 7d] [--format table|json]
     costwarden forecast [--by team] [--month 2026-12] [--format table|json]
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
@@ -32,6 +33,7 @@ from costwarden.errors import ConfigError
 from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
 from costwarden.monitor.forecast_cli import add_forecast_parser, forecast_command
+from costwarden.monitor.price_watch_cli import add_prices_command, prices_command
 from costwarden.monitor.whatif_cli import add_whatif_command, whatif_command
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     savings.add_argument("--format", choices=("table", "json"), default="table")
 
     add_whatif_command(sub, common)
+    add_prices_command(sub, common)
     add_forecast_parser(sub, common)
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
@@ -184,6 +187,10 @@ async def _whatif(args: argparse.Namespace, store: Store) -> int:
     return await whatif_command(args, store, _settings(args))
 
 
+async def _prices(args: argparse.Namespace, store: Store) -> int:
+    return await prices_command(args, store, _settings(args))
+
+
 async def _forecast(args: argparse.Namespace, store: Store) -> int:
     return await forecast_command(args, store, _settings(args))
 
@@ -204,6 +211,7 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
     "report": _report,
     "savings": _savings,
     "whatif": _whatif,
+    "prices": _prices,
     "forecast": _forecast,
     "migrate": _migrate,
 }
