@@ -40,7 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support import procs
-from wrkbench import Run, parse_args, process_cpu_s, report, rotated, thread_cpu_s, wrk
+from wrkbench import (
+    Run,
+    one_model_gateway,
+    parse_args,
+    process_cpu_s,
+    report,
+    rotated,
+    thread_cpu_s,
+    wrk,
+)
 
 from costwarden.records import Principal, Tags, UsageRecord
 
@@ -109,18 +118,7 @@ def all_controls() -> dict[str, Any]:
 
 
 def gateway_config(tmp: Path, variant: str, upstream_port: int, prefix: str) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "ledger": {
-            "sqlite_path": str(tmp / f"{variant}.db"),
-            "spool_dir": str(tmp / f"spool-{variant}"),
-        },
-        "models": [
-            {
-                "name": "gpt-4o-mini",
-                "endpoints": [{"api_base": f"http://127.0.0.1:{upstream_port}/v1"}],
-            }
-        ],
-    }
+    data = one_model_gateway(tmp, variant, upstream_port)
     if variant != "none":
         data["policy"] = all_controls()
     if variant == "redis":

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from statistics import median
 
 from tests.support import procs
-from wrkbench import Run, parse_args, report, rotated, thread_cpu_s, wrk
+from wrkbench import Run, one_model_gateway, parse_args, report, rotated, thread_cpu_s, wrk
 
 VARIANTS = ("none", "seam", "cache-miss", "cache-hit")
 DISTINCT_HIT_PROMPTS = 64
@@ -57,18 +57,7 @@ end
 
 
 def gateway_config(tmp: Path, variant: str, upstream_port: int) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "ledger": {
-            "sqlite_path": str(tmp / f"{variant}.db"),
-            "spool_dir": str(tmp / f"spool-{variant}"),
-        },
-        "models": [
-            {
-                "name": "gpt-4o-mini",
-                "endpoints": [{"api_base": f"http://127.0.0.1:{upstream_port}/v1"}],
-            }
-        ],
-    }
+    data = one_model_gateway(tmp, variant, upstream_port)
     if variant == "seam":
         data["savings"] = {"exact_cache": {"enabled": True, "mode": "opt_in"}}
     elif variant != "none":

@@ -148,6 +148,23 @@ def report(runs: list[Run], baseline: str, name: str, extra: dict[str, Any] | No
     write_results(name, document)
 
 
+def one_model_gateway(tmp: Path, name: str, upstream_port: int) -> dict[str, Any]:
+    """A gateway config serving gpt-4o-mini from the fake upstream, with a ledger of its own
+    under ``tmp`` (each benchmarked gateway gets one, named ``name``)."""
+    return {
+        "ledger": {
+            "sqlite_path": str(tmp / f"{name}.db"),
+            "spool_dir": str(tmp / f"spool-{name}"),
+        },
+        "models": [
+            {
+                "name": "gpt-4o-mini",
+                "endpoints": [{"api_base": f"http://127.0.0.1:{upstream_port}/v1"}],
+            }
+        ],
+    }
+
+
 def write_results(name: str, document: dict[str, Any]) -> None:
     """Write a benchmark's results to bench/results/<name>.json and say where."""
     RESULTS.mkdir(exist_ok=True)
