@@ -124,7 +124,6 @@ class ProxyPipeline:
             held.exchange = ex = new_exchange(api, payload, info, record, scope)
             reply = await self._stages.on_request(ex)
             model, payload, also = ex.model, ex.payload, ex.also_reserve
-            body = orjson.dumps(payload)  # what is sent and reserved for, as the stages left it
         if EXTENSION_FIELD in payload:  # a stage takes it out; left in, it would reach upstream
             raise InvalidRequest(
                 f"the '{EXTENSION_FIELD}' request field needs savings.trimming enabled on this "
@@ -140,6 +139,8 @@ class ProxyPipeline:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         admitter = self._admitter
         if admitter.active:
+            if held.exchange is not None:  # reserve for the body as the stages left it
+                body = orjson.dumps(payload)
             admission = await admitter.reserve(
                 api, payload, body, record, info.max_output_tokens, slot=held, also=also
             )
