@@ -51,6 +51,8 @@ main() {
     "$SCRIPTS_DIR/setup.sh"
     section "Test services (PostgreSQL, Redis)"
     "$SCRIPTS_DIR/services.sh"
+    section "Headless browser (Chromium)"
+    "$SCRIPTS_DIR/browser.sh"
     export_test_env
 
     run_check "ruff check" run_ruff

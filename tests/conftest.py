@@ -132,7 +132,9 @@ async def ledger_config(
         conn = await asyncpg.connect(dsn)
         try:
             await conn.execute(
-                "TRUNCATE usage_records, spool_checkpoints, virtual_keys, policy_budgets"
+                "TRUNCATE usage_records, spool_checkpoints, virtual_keys, policy_budgets, "
+                "usage_cube, usage_cube_dim, rollup_dirty, alert_events, monitor_leases, "
+                "price_observations, version_sightings, captured_pairs"
             )
         finally:
             await conn.close()

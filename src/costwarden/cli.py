@@ -8,6 +8,8 @@
     costwarden whatif --map gpt-4o=gpt-4o-mini [--where feature=X] [--discount-pct 50] [--by team]
     costwarden prices check [--since 7d] [--format table|json]
     costwarden forecast [--by team] [--month 2026-12] [--format table|json]
+    costwarden distill candidates [--since 30d] | distill export --feature X -o train.jsonl
+    costwarden batch submit FILE.jsonl | batch worker | batch status | batch wait | batch results
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
 
@@ -27,8 +29,10 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from costwarden.batch.cli import add_batch_commands, batch_command
 from costwarden.cli_budgets import add_budget_commands, budgets_command
 from costwarden.config import Settings, load_settings
+from costwarden.distill.cli import add_distill_commands, distill_command
 from costwarden.errors import ConfigError
 from costwarden.keys import KeyStore
 from costwarden.ledger import Store, open_store
@@ -76,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
 
     add_budget_commands(sub, common)
+    add_batch_commands(sub, common)
 
     report = sub.add_parser("report", help="spend over a time range", parents=[common])
     report.add_argument("--by", default="user,model", help=f"comma list of {', '.join(_GROUPS)}")
@@ -95,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     add_whatif_command(sub, common)
     add_prices_command(sub, common)
     add_forecast_parser(sub, common)
+    add_distill_commands(sub, common)
 
     sub.add_parser("migrate", help="create or upgrade the ledger schema", parents=[common])
     for add_commands in _OFFLINE_PARSERS:
@@ -195,6 +201,10 @@ async def _forecast(args: argparse.Namespace, store: Store) -> int:
     return await forecast_command(args, store, _settings(args))
 
 
+async def _distill(args: argparse.Namespace, store: Store) -> int:
+    return await distill_command(args, store, _settings(args))
+
+
 async def _migrate(_: argparse.Namespace, store: Store) -> int:
     print("ledger schema is up to date")
     return 0
@@ -213,6 +223,7 @@ _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]
     "whatif": _whatif,
     "prices": _prices,
     "forecast": _forecast,
+    "distill": _distill,
     "migrate": _migrate,
 }
 
@@ -250,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _OFFLINE_COMMANDS:
             return _OFFLINE_COMMANDS[args.command](args)
         settings = _settings(args)
+        if args.command == "batch":  # opens the queue (and, for workers, the ledger) itself
+            return batch_command(args, settings)
         command = _STORE_COMMANDS[args.command]
 
         async def work(store: Store) -> int:

@@ -17,8 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from costwarden.batch.config import BatchConfig
+from costwarden.dashboard.config import DashboardConfig
+from costwarden.distill.config import DistillConfig
 from costwarden.errors import ConfigError
 from costwarden.monitor.alerts_config import AlertsConfig
+from costwarden.monitor.config import MonitorConfig
+from costwarden.monitor.metrics_config import MetricsConfig
 from costwarden.policy.config import PolicyConfig, StateConfig
 from costwarden.savings.cascade.config import check_cascade_models
 from costwarden.savings.config import SavingsConfig
@@ -166,7 +171,12 @@ class Settings(_Model):
     policy: PolicyConfig = PolicyConfig()
     state: StateConfig = StateConfig()
     savings: SavingsConfig = SavingsConfig()
-    alerts: AlertsConfig = AlertsConfig()  # no sinks: alerting off
+    alerts: AlertsConfig = AlertsConfig()  # no sinks: alerts only kept in the ledger's log
+    dashboard: DashboardConfig = DashboardConfig()  # /dashboard, admin-key login
+    batch: BatchConfig = BatchConfig()  # deferred work: queue, workers, Batch API
+    monitor: MonitorConfig = MonitorConfig()  # rollups, anomaly watch, price watch
+    metrics: MetricsConfig = MetricsConfig()  # GET /metrics on; OpenTelemetry spans off
+    distill: DistillConfig = DistillConfig()  # pair capture for fine-tuning: off
     demo: bool = False  # serving the built-in fake upstream; labelled "simulated"
 
     @model_validator(mode="after")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import uvicorn
@@ -84,15 +84,19 @@ def base_settings(tmp_path: Path, models: list[dict[str, Any]], **gateway: Any) 
     )
 
 
-StartGateway = Callable[[Settings], Awaitable[RunningGateway]]
+class StartGateway(Protocol):
+    def __call__(
+        self, settings: Settings, environ: dict[str, str] | None = None
+    ) -> Awaitable[RunningGateway]: ...
 
 
 @pytest.fixture
 async def start_gateway() -> AsyncIterator[StartGateway]:
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def start(settings: Settings) -> RunningGateway:
-        gateway = Gateway(settings, environ={settings.gateway.admin_key_env: ADMIN_KEY})
+    async def start(settings: Settings, environ: dict[str, str] | None = None) -> RunningGateway:
+        env = {settings.gateway.admin_key_env: ADMIN_KEY, **(environ or {})}
+        gateway = Gateway(settings, environ=env)
         port = free_port()
         config = uvicorn.Config(
             gateway,

@@ -6,10 +6,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from costwarden.batch.gateway_route import POLL_PREFIX, BatchIntake
 from costwarden.config import Settings
+from costwarden.dashboard.routes import Dashboard, build_dashboard
 from costwarden.errors import CostwardenError, MethodNotAllowed, NotFound
 from costwarden.gateway.admin import AdminAPI
 from costwarden.gateway.asgi import Receive, Scope, Send, send_error, send_json
+from costwarden.gateway.metrics_route import MetricsEndpoint
 from costwarden.gateway.pipeline import ProxyPipeline
 from costwarden.gateway.services import Services, build_services
 from costwarden.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES
@@ -40,17 +43,24 @@ class Gateway:
         self._environ = environ
         self._routes: dict[tuple[str, str], Handler] = {}
         self._admin: AdminAPI | None = None
+        self._batch: BatchIntake | None = None
+        self._dashboard: Dashboard | None = None
         self._started = time.time()
         if services is not None:
             self._wire(services)
 
     def _wire(self, services: Services) -> None:
-        pipeline = ProxyPipeline(services)
+        self._batch = BatchIntake(services.settings, services.keys)
+        pipeline = ProxyPipeline(services, self._batch)
         for path, api in _PROXY_ROUTES.items():
             self._routes[("POST", path)] = _bind(pipeline.handle, api)
         self._routes[("GET", "/v1/models")] = self._models
         self._routes[("GET", "/health")] = self._health
+        if services.metrics is not None:
+            metrics = MetricsEndpoint(services, services.metrics, self._environ)
+            self._routes[("GET", "/metrics")] = metrics.handle
         self._admin = AdminAPI(services, self._environ)
+        self._dashboard = build_dashboard(services, self._environ)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -65,8 +75,14 @@ class Gateway:
         if handler is not None:
             await handler(scope, receive, send)
             return
+        if path.startswith(POLL_PREFIX) and self._batch is not None:
+            await self._batch.handle_poll(scope, receive, send)
+            return
         if path.startswith("/admin/") and self._admin is not None:
             await self._admin.handle(scope, receive, send)
+            return
+        if self._dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
+            await self._dashboard.handle(scope, receive, send)
             return
         error: CostwardenError
         if any(p == path for _, p in self._routes):
@@ -89,6 +105,8 @@ class Gateway:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._batch is not None:
+                    await self._batch.close()
                 if self.services is not None:
                     await self.services.close()
                 await send({"type": "lifespan.shutdown.complete"})

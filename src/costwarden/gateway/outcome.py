@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from costwarden.errors import CostwardenError
 from costwarden.gateway.upstream import CallSpec
 from costwarden.records import Status, UsageRecord, utcnow
 from costwarden.savings.stages import Exchange
+
+if TYPE_CHECKING:
+    from costwarden.gateway.services import Services
 
 
 @dataclass(slots=True)
@@ -36,6 +40,25 @@ def finish_record(record: UsageRecord, t0: float, status: Status, http_status: i
         record.reported_model = last.reported_model
         record.resolved_model = last.model
     record.finished_at = utcnow()
+
+
+def conclude(
+    services: Services,
+    record: UsageRecord,
+    t0: float,
+    status: Status,
+    http_status: int,
+    *,
+    exchange: Exchange | None = None,
+) -> None:
+    """Close the record, let the savings stages price what they saved, append it to the
+    ledger and count it: the one way every request with a record ends (unary, streamed,
+    refused, answered from a cache, failed)."""
+    finish_record(record, t0, status, http_status)
+    if exchange is not None:
+        services.stages.on_finish(exchange)
+    services.ledger.append(record)
+    services.observe(record)
 
 
 def mark_error(record: UsageRecord, exc: CostwardenError) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -33,7 +33,7 @@ from costwarden.gateway.asgi import (
     send_bytes,
     send_error,
 )
-from costwarden.gateway.outcome import Flight, finish_record, id_headers, mark_error
+from costwarden.gateway.outcome import Flight, conclude, id_headers, mark_error
 from costwarden.gateway.savings_path import SavingsPath, new_exchange
 from costwarden.gateway.services import Services
 from costwarden.gateway.streaming import StreamRelay
@@ -54,6 +54,9 @@ from costwarden.records import (
 )
 from costwarden.savings.stages import EXTENSION_FIELD, Exchange
 
+if TYPE_CHECKING:
+    from costwarden.batch.gateway_route import BatchIntake
+
 log = logging.getLogger("costwarden.gateway")
 
 
@@ -73,8 +76,9 @@ _FORWARDED = {MESSAGES: (b"anthropic-version", b"anthropic-beta")}
 
 
 class ProxyPipeline:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, batch: BatchIntake | None = None) -> None:
         self._s = services
+        self._batch = batch  # low-priority requests go to the batch queue (batch/)
         self._limit = services.settings.gateway.max_body_bytes
         self._reject_unpriced = services.settings.gateway.unknown_model_pricing == "reject"
         self._relay = StreamRelay(services)
@@ -94,6 +98,8 @@ class ProxyPipeline:
             if held.record is not None and held.record.finished_at is None:
                 mark_error(held.record, exc)
                 self._finish(held.record, t0, held.record.status, exc.http_status, held.exchange)
+            elif held.record is None:  # refused before it had a record (bad key, bad body)
+                self._s.refused(exc.code)
             await send_error(
                 send, exc, anthropic=api == MESSAGES, extra_headers=id_headers(held.record)
             )
@@ -117,10 +123,15 @@ class ProxyPipeline:
         body = await read_body(scope, receive, self._limit)
         payload = parse_json_object(body)
         info = validate(api, payload)
+        if self._batch is not None and self._batch.wants(scope):  # answered 202, sent later
+            await self._batch.enqueue(
+                api, scope, send, principal=principal, payload=payload, info=info
+            )
+            return
         held.record = record = _new_record(self._ids(), api, info, principal, scope)
         model, reply = info.model, None
         also: tuple[str, ...] = ()
-        if self._stages.active:
+        if self._stages.wants(record.tags.feature):
             held.exchange = ex = new_exchange(api, payload, info, record, scope)
             reply = await self._stages.on_request(ex)
             model, payload, also = ex.model, ex.payload, ex.also_reserve
@@ -275,10 +286,7 @@ class ProxyPipeline:
         http_status: int,
         exchange: Exchange | None = None,
     ) -> None:
-        finish_record(record, t0, status, http_status)
-        if exchange is not None:
-            self._stages.on_finish(exchange)
-        self._s.ledger.append(record)
+        conclude(self._s, record, t0, status, http_status, exchange=exchange)
 
 
 def _new_record(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from costwarden.config import Settings
+from costwarden.errors import ConfigError
 from costwarden.gateway.admission import Admitter, LeaseKeeper
 from costwarden.gateway.admission_batch import AdmissionBatcher
 from costwarden.gateway.routing import Router
@@ -16,17 +18,24 @@ from costwarden.gateway.settlement import SettlementBatcher
 from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
+from costwarden.monitor.alert_log import LedgerAlertSink
 from costwarden.monitor.alert_sinks import build_alerts
 from costwarden.monitor.alerts import AlertRouter, PolicyAlertSink
+from costwarden.monitor.jobs import JobRunner, build_monitor
+from costwarden.monitor.metrics import GatewayMetrics
 from costwarden.policy.engine import PolicyEngine
 from costwarden.policy.events import EventSink, FanoutEventSink, LoggingEventSink
 from costwarden.policy.runtime import RuntimeBudgets
 from costwarden.pricing import PriceBook, TokenCounter
+from costwarden.records import UsageRecord
 from costwarden.savings.factory import build_stages
 from costwarden.savings.services import StageServices
 from costwarden.savings.stages import SavingsStages
 from costwarden.state.base import StateBackend
 from costwarden.state.factory import build_state_backend
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is an optional extra
+    from costwarden.monitor.otel import SpanEmitter
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -50,6 +59,9 @@ class Services:
     stages: SavingsStages
     stage_services: StageServices
     alerts: AlertRouter | None = None  # None: no alert sinks configured
+    monitor: JobRunner | None = None  # None: monitor.enabled is off
+    metrics: GatewayMetrics | None = None  # None: metrics.enabled is off
+    spans: SpanEmitter | None = None  # None: metrics.otel.enabled is off
 
     def admitter(self) -> Admitter:
         """The spend controls' entry point for the request pipeline, over these services."""
@@ -63,7 +75,26 @@ class Services:
             batcher=self.admissions,
         )
 
+    def observe(self, record: UsageRecord) -> None:
+        """Count a finished request and trace it (called once, after its ledger append)."""
+        try:  # free unless it raises; a monitoring bug must not fail an answered request
+            if self.metrics is not None:
+                self.metrics.observe(record)
+            if self.spans is not None:
+                self.spans.observe(record)
+        except Exception:
+            log.exception("metrics: counting request %s failed", record.request_id)
+
+    def refused(self, reason: str) -> None:
+        """Count a refusal that has no record (bad key, malformed body: no ledger row)."""
+        if self.metrics is not None:
+            self.metrics.refused(reason)
+
     async def close(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()  # first: its jobs use the store and the alert router
+        if self.spans is not None:
+            await self.spans.close()
         await self.stages.close()
         self.stage_services.close()
         await self.leases.stop()
@@ -112,8 +143,31 @@ def warn_unpriced_models(settings: Settings, prices: PriceBook) -> list[str]:
     return unpriced
 
 
+def build_metrics(settings: Settings) -> GatewayMetrics | None:
+    if not settings.metrics.enabled:
+        return None
+    return GatewayMetrics(settings.metrics, (model.name for model in settings.models))
+
+
+def build_spans(settings: Settings, environ: dict[str, str]) -> SpanEmitter | None:
+    """The OpenTelemetry span emitter, when ``metrics.otel.enabled`` (a clear error at
+    start-up when the SDK is not installed)."""
+    config = settings.metrics.otel
+    if not config.enabled:
+        return None
+    try:
+        from costwarden.monitor.otel import build_span_emitter  # noqa: PLC0415 - optional extra
+    except ImportError as exc:
+        raise ConfigError(
+            "metrics.otel.enabled needs the OpenTelemetry SDK: pip install 'costwarden[otel]'"
+        ) from exc
+    providers = {model.name: model.endpoints[0].provider for model in settings.models}
+    return build_span_emitter(config, providers, environ)
+
+
 async def build_services(settings: Settings, environ: dict[str, str] | None = None) -> Services:
     env = dict(os.environ if environ is None else environ)
+    spans = build_spans(settings, env)  # first: a missing OpenTelemetry SDK fails before I/O
     prices = PriceBook(settings)
     warn_unpriced_models(settings, prices)
     ledger = await Ledger.open(settings.ledger)
@@ -133,7 +187,8 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     tokens = TokenCounter()
     tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
     state = build_state_backend(settings.state)
-    alerts = build_alerts(settings.alerts, session, env)
+    # Every alert is also kept in the ledger, for the dashboard's event list.
+    alerts = build_alerts(settings.alerts, session, env, extra=(LedgerAlertSink(ledger.store),))
     events: EventSink = LoggingEventSink()
     if alerts is not None:
         # Policy events keep their log line and also go through the alert path (dedup, sinks).
@@ -149,6 +204,7 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     remote = settings.state.backend == "redis"
     admissions = AdmissionBatcher(policy, settlements) if remote else None
     stage_services = StageServices(settings, prices, tokens)
+    monitor = build_monitor(settings, ledger.store, alerts)
     return Services(
         settings,
         prices,
@@ -167,4 +223,7 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
         build_stages(stage_services),
         stage_services,
         alerts,
+        metrics=build_metrics(settings),
+        spans=spans,
+        monitor=monitor,
     )

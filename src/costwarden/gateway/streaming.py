@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from costwarden.gateway.asgi import Receive, Send
-from costwarden.gateway.outcome import Flight, finish_record, id_headers
+from costwarden.gateway.outcome import Flight, conclude, id_headers
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
 from costwarden.providers.base import MESSAGES, StreamTracker
 from costwarden.providers.registry import adapter_for
@@ -97,10 +97,8 @@ class StreamRelay:
         if status is not Status.OK:
             attempt.error = status.value
             record.error_type = status.value
-        finish_record(record, flight.t0, status, 200 if status is Status.OK else 499)
-        if flight.exchange is not None:
-            self._s.stages.on_finish(flight.exchange)
-        self._s.ledger.append(record)
+        http_status = 200 if status is Status.OK else 499
+        conclude(self._s, record, flight.t0, status, http_status, exchange=flight.exchange)
 
     def _usage(
         self, spec: CallSpec, record: UsageRecord, tracker: StreamTracker, status: Status

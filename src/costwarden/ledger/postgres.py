@@ -8,17 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import orjson
 
+from costwarden.ledger import postgres_rollups as rollups
+from costwarden.ledger import watch
+from costwarden.ledger.cube import CubeRow, Grain, cube_row, cube_sql, sort_cube_rows
 from costwarden.ledger.rows import LedgerRow, as_utc, record_from_columns, row_from_line
 from costwarden.ledger.sql import (
     INTERRUPTED_MESSAGE,
     Dialect,
+    Params,
     count_sql,
     interrupt_in_flight_sql,
+    list_records_sql,
     load_migrations,
     spend_row,
     spend_sql,
@@ -27,6 +33,7 @@ from costwarden.ledger.sql import (
 from costwarden.ledger.store import (
     Checkpoint,
     SpendRow,
+    StoredAlert,
     VirtualKey,
     budget_rule_from_json,
     budget_rule_json,
@@ -136,13 +143,18 @@ class PostgresStore:
         async with self._pool.acquire() as conn, conn.transaction():
             if values:
                 await conn.executemany(_INSERT_RECORD, values)
+                await rollups.mark_dirty(conn, values)
             if checkpoint is not None:
                 await conn.execute(
                     _UPSERT_CHECKPOINT, checkpoint.segment, checkpoint.byte_offset, utcnow()
                 )
 
     async def interrupt_in_flight(self, spool_writer: str) -> int:
-        status = await self._pool.execute(_INTERRUPT_IN_FLIGHT, INTERRUPTED_MESSAGE, spool_writer)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await rollups.mark_dirty_where(
+                conn, "status = 'in_flight' AND spool_writer = $1", spool_writer
+            )
+            status = await conn.execute(_INTERRUPT_IN_FLIGHT, INTERRUPTED_MESSAGE, spool_writer)
         return int(status.rsplit(" ", 1)[1])  # "UPDATE <count>"
 
     async def get_record(self, request_id: str) -> UsageRecord | None:
@@ -184,6 +196,59 @@ class PostgresStore:
             until,
         )
         return [str(row["savings"]) for row in rows]
+
+    async def list_records(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        filters: Mapping[str, str] | None,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[UsageRecord]:
+        sql, params = list_records_sql(
+            _DIALECT, since, until, filters, limit=limit, before=before
+        )
+        return [record_from_columns(row) for row in await self._pool.fetch(sql, *params)]
+
+    # -- rollups -------------------------------------------------------------------------
+    async def cube(
+        self,
+        grain: Grain,
+        group_by: Sequence[str],
+        since: datetime,
+        until: datetime,
+        filters: Mapping[str, str | None] | None = None,
+    ) -> list[CubeRow]:
+        params = Params(_DIALECT.param_marker)
+        sql = cube_sql(
+            params, as_utc, grain, group_by, since=since, until=until, filters=filters or {}
+        )
+        result = await self._pool.fetch(sql, *params.values)
+        return sort_cube_rows([cube_row(group_by, tuple(r.values())) for r in result], group_by)
+
+    async def refresh_rollups(self, max_hours: int = 48) -> int:
+        return await rollups.refresh(self._pool, max_hours)
+
+    async def mark_rollups_dirty(self) -> int:
+        async with self._pool.acquire() as conn:
+            return await rollups.mark_all_dirty(conn)
+
+    # -- alert log and leader leases -----------------------------------------------------
+    async def record_alerts(self, alerts: Sequence[StoredAlert]) -> None:
+        if alerts:
+            await rollups.insert_alerts(self._pool, alerts)
+
+    async def list_alerts(
+        self,
+        since: datetime,
+        until: datetime,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[StoredAlert]:
+        return await rollups.select_alerts(self._pool, as_utc(since), as_utc(until), kinds, limit)
+
+    async def try_lease(self, name: str, holder: str, ttl_s: float, now: float) -> bool:
+        return await rollups.take_lease(self._pool, name, holder, ttl_s, now)
 
     # -- spool checkpoints ---------------------------------------------------------------
     async def get_checkpoint(self, segment: str) -> int | None:
@@ -247,3 +312,40 @@ class PostgresStore:
     async def delete_budget_rule(self, name: str) -> bool:
         status = await self._pool.execute("DELETE FROM policy_budgets WHERE name = $1", name)
         return bool(status == "DELETE 1")
+
+    # -- price watch ---------------------------------------------------------------------
+    async def last_billed_prices(self, since: datetime, until: datetime) -> list[watch.BilledPrice]:
+        sql = watch.last_billed_sql(_DIALECT.param_marker, "jsonb_array_length(attempts) = 1")
+        rows = await self._pool.fetch(sql, as_utc(since), as_utc(until))
+        return [watch.billed_price(tuple(row.values())) for row in rows]
+
+    async def version_sightings(
+        self, since: datetime, until: datetime
+    ) -> list[watch.VersionSighting]:
+        sql = watch.version_sightings_sql(_DIALECT.param_marker)
+        rows = await self._pool.fetch(sql, as_utc(since), as_utc(until))
+        return [watch.version_sighting(tuple(row.values())) for row in rows]
+
+    async def price_watch_state(self) -> watch.WatchState:
+        observations = await self._pool.fetch(watch.SELECT_OBSERVATIONS)
+        sightings = await self._pool.fetch(watch.SELECT_SIGHTINGS)
+        return watch.watch_state(
+            [tuple(r.values()) for r in observations], [tuple(r.values()) for r in sightings]
+        )
+
+    async def save_price_watch_state(
+        self,
+        observations: Sequence[watch.PriceObservation],
+        sightings: Sequence[watch.VersionSighting],
+    ) -> None:
+        cards = [watch.observation_values(o, as_utc, _same) for o in observations]
+        marks = [watch.sighting_values(s, as_utc) for s in sightings]
+        async with self._pool.acquire() as conn, conn.transaction():
+            if cards:
+                await conn.executemany(watch.upsert_observation_sql(_DIALECT.param_marker), cards)
+            if marks:
+                await conn.executemany(watch.insert_sighting_sql(_DIALECT.param_marker), marks)
+
+
+def _same(amount: Decimal) -> Decimal:
+    return amount  # asyncpg binds a Decimal to NUMERIC exactly as it is

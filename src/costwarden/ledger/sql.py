@@ -197,3 +197,23 @@ def spend_row(group_by: Sequence[str], values: Sequence[Any]) -> SpendRow:
         cost=Decimal(cost) if cost is not None else Decimal(0),
         unknown_cost_requests=int(unknown),
     )
+
+
+def list_records_sql(
+    dialect: Dialect,
+    since: datetime | None,
+    until: datetime | None,
+    filters: Mapping[str, str] | None,
+    *,
+    limit: int,
+    before: datetime | None,
+) -> tuple[str, list[Any]]:
+    """Newest records first; walks the created_at index backwards until ``limit`` match."""
+    params = Params(dialect.param_marker)
+    where = where_sql(params, dialect, since, until, filters)
+    if before is not None:
+        joiner = " AND " if where else " WHERE "
+        where += f"{joiner}created_at < {params.bind(dialect.time_value(before))}"
+    limit_marker = params.bind(max(0, int(limit)))
+    sql = f"SELECT * FROM usage_records{where} ORDER BY created_at DESC LIMIT {limit_marker}"  # noqa: S608
+    return sql, params.values

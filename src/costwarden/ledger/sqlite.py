@@ -19,11 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from costwarden.ledger import sqlite_rollups as rollups
+from costwarden.ledger import watch
+from costwarden.ledger.cube import CubeRow, Grain, cube_row, cube_sql, sort_cube_rows
 from costwarden.ledger.rows import (
     COLUMNS,
     IN_FLIGHT,
@@ -37,8 +41,10 @@ from costwarden.ledger.rows import (
 from costwarden.ledger.sql import (
     INTERRUPTED_MESSAGE,
     Dialect,
+    Params,
     count_sql,
     interrupt_in_flight_sql,
+    list_records_sql,
     load_migrations,
     spend_row,
     spend_sql,
@@ -48,6 +54,7 @@ from costwarden.ledger.sql import (
 from costwarden.ledger.store import (
     Checkpoint,
     SpendRow,
+    StoredAlert,
     VirtualKey,
     budget_rule_from_json,
     budget_rule_json,
@@ -256,6 +263,10 @@ class SqliteStore:
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cw-sqlite")
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
+        # Long reads (summing an hour for the cube) run on a second connection and thread, so
+        # they never hold the write lock or queue behind the ledger writer, nor it behind them.
+        self._reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cw-sqlite-r")
+        self._reader: sqlite3.Connection | None = None  # touched only on the reader thread
 
     @property
     def path(self) -> Path:
@@ -271,6 +282,7 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous = FULL")
         # typeshed types aggregates as int-only; SQLite passes TEXT through unchanged.
         conn.create_aggregate("decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
+        rollups.register_functions(conn)
         return conn
 
     def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -282,14 +294,31 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._on_thread, work)
 
+    def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None:
+            self._reader = self._connect()
+        return work(self._reader)
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_executor, self._on_reader, work)
+
     async def close(self) -> None:
         def close_connection(_conn: sqlite3.Connection) -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
+        def close_reader(_conn: sqlite3.Connection) -> None:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
         await self._run(close_connection)
         self._executor.shutdown(wait=True)
+        if self._reader is not None:
+            await self._read(close_reader)
+        self._reader_executor.shutdown(wait=True)
 
     # -- schema --------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -330,6 +359,7 @@ class SqliteStore:
             with _write_transaction(conn):
                 if values:
                     conn.executemany(_INSERT_RECORD, values)
+                    rollups.mark_dirty(conn, values)
                 if checkpoint is not None:
                     conn.execute(
                         _UPSERT_CHECKPOINT,
@@ -341,6 +371,9 @@ class SqliteStore:
     async def interrupt_in_flight(self, spool_writer: str) -> int:
         def interrupt(conn: sqlite3.Connection) -> int:
             with _write_transaction(conn):
+                rollups.mark_dirty_where(
+                    conn, "status = 'in_flight' AND spool_writer = ?", (spool_writer,)
+                )
                 cursor = conn.execute(_INTERRUPT_IN_FLIGHT, (INTERRUPTED_MESSAGE, spool_writer))
             return cursor.rowcount
 
@@ -389,6 +422,88 @@ class SqliteStore:
         result = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         rows = [spend_row(group_by, tuple(r)) for r in result]
         return sort_spend_rows([r for r in rows if r.requests], group_by)
+
+    async def list_records(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        filters: Mapping[str, str] | None,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[UsageRecord]:
+        sql, params = list_records_sql(
+            _DIALECT, since, until, filters, limit=limit, before=before
+        )
+
+        def fetch(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(zip(r.keys(), r, strict=True)) for r in conn.execute(sql, params)]
+
+        return [record_from_columns(row) for row in await self._run(fetch)]
+
+    # -- rollups -------------------------------------------------------------------------
+    async def cube(
+        self,
+        grain: Grain,
+        group_by: Sequence[str],
+        since: datetime,
+        until: datetime,
+        filters: Mapping[str, str | None] | None = None,
+    ) -> list[CubeRow]:
+        params = Params(_DIALECT.param_marker)
+        sql = cube_sql(
+            params, sqlite_timestamp, grain, group_by, since=since, until=until,
+            filters=filters or {},
+        )
+        result = await self._run(lambda conn: conn.execute(sql, params.values).fetchall())
+        return sort_cube_rows([cube_row(group_by, tuple(r)) for r in result], group_by)
+
+    async def refresh_rollups(self, max_hours: int = 48) -> int:
+        dirty = await self._run(lambda conn: rollups.dirty_hours(conn, max_hours))
+        for hour, version in dirty:
+            rows = await self._read(partial(rollups.read_hour, hour=hour))
+            write = partial(
+                rollups.write_hour, hour=hour, version=version, rows=rows,
+                transaction=_write_transaction,
+            )
+            await self._run(write)
+        hours = [hour for hour, _ in dirty]
+        await self._run(lambda conn: rollups.refresh_days(conn, hours, _write_transaction))
+        return len(dirty)
+
+    async def mark_rollups_dirty(self) -> int:
+        def mark(conn: sqlite3.Connection) -> int:
+            with _write_transaction(conn):
+                return rollups.mark_all_dirty(conn)
+
+        return await self._run(mark)
+
+    # -- alert log and leader leases -----------------------------------------------------
+    async def record_alerts(self, alerts: Sequence[StoredAlert]) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            with _write_transaction(conn):
+                rollups.insert_alerts(conn, alerts, sqlite_timestamp)
+
+        if alerts:
+            await self._run(insert)
+
+    async def list_alerts(
+        self,
+        since: datetime,
+        until: datetime,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[StoredAlert]:
+        since_text, until_text = sqlite_timestamp(since), sqlite_timestamp(until)
+        return await self._run(
+            lambda conn: rollups.select_alerts(conn, since_text, until_text, kinds, limit)
+        )
+
+    async def try_lease(self, name: str, holder: str, ttl_s: float, now: float) -> bool:
+        def take(conn: sqlite3.Connection) -> bool:
+            with _write_transaction(conn):
+                return rollups.take_lease(conn, name, holder, ttl_s, now)
+
+        return await self._run(take)
 
     # -- spool checkpoints ---------------------------------------------------------------
     async def get_checkpoint(self, segment: str) -> int | None:
@@ -483,3 +598,43 @@ class SqliteStore:
             return cursor.rowcount == 1
 
         return await self._run(delete)
+
+    # -- price watch ---------------------------------------------------------------------
+    async def last_billed_prices(self, since: datetime, until: datetime) -> list[watch.BilledPrice]:
+        sql = watch.last_billed_sql(_DIALECT.param_marker, "json_array_length(attempts) = 1")
+        params = (sqlite_timestamp(since), sqlite_timestamp(until))
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [watch.billed_price(tuple(row)) for row in rows]
+
+    async def version_sightings(
+        self, since: datetime, until: datetime
+    ) -> list[watch.VersionSighting]:
+        sql = watch.version_sightings_sql(_DIALECT.param_marker)
+        params = (sqlite_timestamp(since), sqlite_timestamp(until))
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [watch.version_sighting(tuple(row)) for row in rows]
+
+    async def price_watch_state(self) -> watch.WatchState:
+        def fetch(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            observations = conn.execute(watch.SELECT_OBSERVATIONS).fetchall()
+            return observations, conn.execute(watch.SELECT_SIGHTINGS).fetchall()
+
+        observations, sightings = await self._run(fetch)
+        return watch.watch_state(observations, sightings)
+
+    async def save_price_watch_state(
+        self,
+        observations: Sequence[watch.PriceObservation],
+        sightings: Sequence[watch.VersionSighting],
+    ) -> None:
+        cards = [watch.observation_values(o, sqlite_timestamp, _decimal_text) for o in observations]
+        marks = [watch.sighting_values(s, sqlite_timestamp) for s in sightings]
+        upsert = watch.upsert_observation_sql(_DIALECT.param_marker)
+        insert = watch.insert_sighting_sql(_DIALECT.param_marker)
+
+        def save(conn: sqlite3.Connection) -> None:
+            with _write_transaction(conn):
+                conn.executemany(upsert, cards)
+                conn.executemany(insert, marks)
+
+        await self._run(save)

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 import orjson
 from pydantic import ValidationError
 
+from costwarden.ledger.cube import CubeRow, Grain
 from costwarden.ledger.rows import LedgerRow
+from costwarden.ledger.watch import BilledPrice, PriceObservation, VersionSighting, WatchState
 from costwarden.policy.config import BudgetRule
 from costwarden.records import UsageRecord
 
@@ -80,6 +82,49 @@ class SpendRow:
             "cached_tokens": self.cached_tokens,
             "cost": f"{self.cost:f}",
             "unknown_cost_requests": self.unknown_cost_requests,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert as the ledger keeps it for the dashboard (``alert_id`` is None until stored)."""
+
+    at: datetime  # UTC
+    kind: str
+    severity: str
+    title: str
+    text: str
+    scope: str
+    dedup_key: str
+    fields: dict[str, str]
+    alert_id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredAlert:
+        """From an ``alert_events`` row of either backend (text or native types)."""
+        at, fields = row["at"], row["fields"]
+        return cls(
+            alert_id=int(row["alert_id"]),
+            at=at if isinstance(at, datetime) else datetime.fromisoformat(at),
+            kind=row["kind"],
+            severity=row["severity"],
+            title=row["title"],
+            text=row["text"],
+            scope=row["scope"],
+            dedup_key=row["dedup_key"],
+            fields=orjson.loads(fields) if isinstance(fields, str | bytes) else dict(fields),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.alert_id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "severity": self.severity,
+            "title": self.title,
+            "text": self.text,
+            "scope": self.scope,
+            "fields": self.fields,
         }
 
 
@@ -170,6 +215,52 @@ class Store(Protocol):
     async def savings_lists(self, since: datetime, until: datetime) -> list[str]:
         """The ``savings`` JSON of every request created in [since, until) that has one."""
 
+    async def list_records(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        filters: Mapping[str, str] | None,
+        limit: int,
+        before: datetime | None = None,
+    ) -> list[UsageRecord]:
+        """Records created in [since, until) matching ``filters``, newest first, at most
+        ``limit``; ``before`` pages on (records created strictly earlier)."""
+
+    # -- rollups (ledger/cube.py) --------------------------------------------------------
+    async def cube(
+        self,
+        grain: Grain,
+        group_by: Sequence[str],
+        since: datetime,
+        until: datetime,
+        filters: Mapping[str, str | None] | None = None,
+    ) -> list[CubeRow]:
+        """Cube rows of ``grain`` whose start is in [floor(since), until), summed per
+        ``group_by`` ⊆ CUBE_DIMENSIONS; a filter value None matches an unset dimension."""
+
+    async def refresh_rollups(self, max_hours: int = 48) -> int:
+        """Recompute up to ``max_hours`` dirty hours (oldest first) and their days; return how
+        many hours were recomputed (0: the cube is up to date)."""
+
+    async def mark_rollups_dirty(self) -> int:
+        """Mark every hour that has records dirty (a full rebuild on the next refreshes)."""
+
+    # -- alert log and leader leases -----------------------------------------------------
+    async def record_alerts(self, alerts: Sequence[StoredAlert]) -> None: ...
+
+    async def list_alerts(
+        self,
+        since: datetime,
+        until: datetime,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[StoredAlert]:
+        """Alerts at [since, until), newest first; ``kinds`` are prefixes (``"anomaly"``)."""
+
+    async def try_lease(self, name: str, holder: str, ttl_s: float, now: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``now + ttl_s`` (epoch s);
+        False while another holder's lease has not expired."""
+
     # -- spool checkpoints ---------------------------------------------------------------
     async def get_checkpoint(self, segment: str) -> int | None: ...
 
@@ -196,6 +287,24 @@ class Store(Protocol):
 
     async def delete_budget_rule(self, name: str) -> bool:
         """Remove the named rule; False if there was none."""
+
+    # -- price watch (ledger/watch.py, monitor/price_watch_job.py) -----------------------
+    async def last_billed_prices(self, since: datetime, until: datetime) -> list[BilledPrice]:
+        """Per model, the newest request created in [since, until) that one upstream attempt
+        billed at a known price (``BilledPrice``); models without one are absent."""
+
+    async def version_sightings(self, since: datetime, until: datetime) -> list[VersionSighting]:
+        """Requests created in [since, until) whose reported model is not the upstream model
+        sent, counted per (model, upstream model, reported model)."""
+
+    async def price_watch_state(self) -> WatchState:
+        """The rate cards and alerted versions the price watch saved."""
+
+    async def save_price_watch_state(
+        self, observations: Sequence[PriceObservation], sightings: Sequence[VersionSighting]
+    ) -> None:
+        """Replace the cards of those models, and add those (model, reported) pairs (one
+        transaction)."""
 
 
 def budget_rule_name(rule: BudgetRule) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -187,10 +188,14 @@ def build_sinks(
 
 
 def build_alerts(
-    config: AlertsConfig, session: aiohttp.ClientSession, environ: dict[str, str]
+    config: AlertsConfig,
+    session: aiohttp.ClientSession,
+    environ: dict[str, str],
+    extra: Sequence[AlertSink] = (),
 ) -> AlertRouter | None:
-    """The started alert router for ``config``, or None when no sink is configured (alerts off)."""
-    sinks = build_sinks(config, session, environ)
+    """The started alert router for ``config`` plus ``extra`` sinks (the gateway's alert log),
+    or None when there is no sink at all (alerts off)."""
+    sinks = [*extra, *build_sinks(config, session, environ)]
     if not sinks:
         return None
     router = AlertRouter(sinks, cooldown_s=config.cooldown_s)

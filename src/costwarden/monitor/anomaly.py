@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
-Metric = Literal["spend_usd", "requests", "tokens"]
+from costwarden.monitor.config import AnomalyConfig, Metric
+
+__all__ = ["AnomalyConfig", "Assessment", "Baseline", "Incident", "IncidentTracker", "Metric",
+           "assess", "detect", "fit_baseline"]
+
 FloatArray = npt.NDArray[np.float64]
 
 HOURS_PER_WEEK = 168
@@ -38,45 +39,6 @@ HOURS_PER_DAY = 24
 _MAD_TO_SIGMA = 1.4826
 # Below this, a seasonal value counts as "no traffic": its ratio would be noise.
 _TINY = 1e-9
-
-
-class AnomalyConfig(BaseModel):
-    """Thresholds and windows of the hourly anomaly detector."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Relative jump over the baseline; 0.5 is the seed's +50 % rule.
-    min_jump: float = Field(default=0.5, gt=0)
-    # Absolute hourly excess a flag needs, per metric: a scope spending cents pages nobody.
-    min_usd: Decimal = Field(default=Decimal("5"), ge=0)
-    min_requests: float = Field(default=200.0, ge=0)
-    min_tokens: float = Field(default=200_000.0, ge=0)
-    # Robust z: relative excess over the scope's own spread (MAD), so noisy scopes jump further.
-    min_score: float = Field(default=4.0, gt=0)
-    # Weeks of the same hour-of-week in the seasonal median, and the level (trend) window.
-    weeks: int = Field(default=4, ge=1, le=12)
-    level_hours: int = Field(default=168, ge=24)
-    # Least relative spread assumed: a very steady scope must not flag on a few per cent.
-    sigma_floor: float = Field(default=0.05, gt=0)
-    # Relative spread of a whole hour projected from its first minutes: arrivals within an
-    # hour are bursty, so an early projection is allowed to be off by this much × √((1-f)/f).
-    # 0.15 matched the bench's burstiness in variance but not in its skewed tail (0.27 false
-    # alerts per scope-week); 0.25 brought that to 0.04 and kept spikes inside the hour.
-    partial_cv: float = Field(default=0.25, ge=0)
-    # A five-minute projection is too bursty to page on (measured: most false alerts on clean
-    # series came from it); ten minutes still leaves fifty to catch a spike within its hour.
-    min_fraction: float = Field(default=1 / 6, gt=0, le=1)
-    # Hysteresis: an open incident stays open while the jump stays over this share of
-    # min_jump, even at night when the dollar floor or the score would not open a new one.
-    sustain_share: float = Field(default=0.5, gt=0, le=1)
-    # Quiet hours before an incident closes and a new flag may alert again.
-    cooldown_hours: float = Field(default=3.0, ge=0)
-
-    def min_impact(self, metric: Metric) -> float:
-        """The absolute floor for ``metric`` (dollars are compared as float statistics)."""
-        if metric == "spend_usd":
-            return float(self.min_usd)
-        return self.min_requests if metric == "requests" else self.min_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +171,12 @@ class IncidentTracker:
                           peak_jump=verdict.jump, peak_impact=verdict.impact)
         self._open[scope] = opened
         return opened
+
+    def resume(self, scope: str, at_h: float) -> None:
+        """Treat ``scope`` as alerted at ``at_h`` (an incident alerted before a restart)."""
+        if scope not in self._open:
+            self._open[scope] = Incident(scope=scope, opened_h=at_h, last_flag_h=at_h,
+                                         peak_jump=0.0, peak_impact=0.0)
 
     def open_incidents(self) -> list[Incident]:
         """The incidents open now (their cool-down not yet run out at the last observation)."""

@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-delay-ms", type=float, default=defaults.chunk_delay_ms)
     parser.add_argument("--fail-every", type=int, default=defaults.fail_every)
     parser.add_argument("--fail-status", type=int, default=defaults.fail_status)
+    parser.add_argument("--batch-delay-ms", type=float, default=defaults.batch_delay_ms)
     return parser
 
 
@@ -104,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         chunk_delay_ms=args.chunk_delay_ms,
         fail_every=args.fail_every,
         fail_status=args.fail_status,
+        batch_delay_ms=args.batch_delay_ms,
     )
     serve(config, args.host, args.port, args.workers)
 

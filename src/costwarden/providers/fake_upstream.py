@@ -8,6 +8,7 @@ paths and a doubled ``/v1/v1/...`` all work):
     POST …/chat/completions, …/completions, …/embeddings   OpenAI shapes, stream or not
     POST …/messages                                        Anthropic Messages, stream or not
     GET  …/models     OpenAI list; Anthropic list when the request has ``anthropic-version``
+    …/files, …/batches  OpenAI's Files and Batch APIs (``providers/fake_batch.py``)
 
 What it answers:
     * Prompt tokens = whitespace-separated words of all prompt text + 3 per message + 3
@@ -68,10 +69,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 import uvicorn
 
 from costwarden.providers import fake_anthropic, fake_openai
 from costwarden.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES
+from costwarden.providers.fake_batch import FakeBatches
 from costwarden.providers.fake_common import (
     CACHE_PREFIX_TOKENS,
     DEFAULT_LOGPROB,
@@ -118,6 +121,7 @@ class FakeUpstreamConfig:
     fail_every: int = 0  # 0: never; N: every Nth API request fails with fail_status
     fail_status: int = 500
     api_key: str | None = None  # when set, requests without this key get a 401
+    batch_delay_ms: float = 0.0  # Batch API: how long a batch stays in progress
     record_last: int = 256
 
 
@@ -150,6 +154,7 @@ class FakeUpstream:
         )
         self._prefixes = PrefixCache()
         self._api_calls = 0
+        self.batches = FakeBatches(self._batch_answer, delay_ms=self.config.batch_delay_ms)
         self._server: uvicorn.Server | None = None  # while started in-process
         self._task: asyncio.Task[None] | None = None
         self.base_url = ""  # "http://host:port" once started; add "/v1" for an OpenAI base
@@ -229,10 +234,25 @@ class FakeUpstream:
             return _Reply(exc.status, errors(exc.status, str(exc) or None), None, [_JSON]), knobs
 
     def _non_api_reply(self, request: RecordedRequest, anthropic: bool) -> _Reply:
+        batch = self.batches.handle(
+            request.method, request.path, request.query, request.headers, request.raw_body
+        )
+        if batch is not None:  # OpenAI files and batches (providers/fake_batch.py)
+            return _Reply(batch.status, batch.body, None, batch.headers)
         if request.method == "GET" and request.path.endswith("/models"):
             build = fake_anthropic.models_list if anthropic else fake_openai.models_list
             return _Reply(200, build(int(time.time())), None, [_JSON])
         raise HTTPReplyError(f"Unknown route {request.method} {request.path}", 404)
+
+    def _batch_answer(self, api: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """One line of a Batch API input, answered as the same request sent directly."""
+        request = RecordedRequest("POST", "", "", {}, orjson.dumps(body), body)
+        try:
+            knobs = self._knobs({}, body)
+            self._check_failures(request, knobs)
+            return 200, self._answer(api, body, request.raw_body, knobs).body
+        except HTTPReplyError as exc:
+            return exc.status, fake_openai.error_body(exc.status, str(exc) or None)
 
     def _knobs(self, headers: Mapping[str, str], body: Mapping[str, Any]) -> Knobs:
         model = body.get("model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from costwarden.distill.capture import build_capture_stage
 from costwarden.savings.cascade.stage import CascadeStage
 from costwarden.savings.exact_cache import (
     CacheStore,
@@ -37,4 +38,6 @@ def build_stages(services: StageServices) -> SavingsStages:
         stages.append(ExactCacheStage(savings.exact_cache, _cache_store(services)))
     if savings.semantic_cache.enabled:
         stages.append(SemanticCacheStage.from_services(savings.semantic_cache, services))
+    if (capture := build_capture_stage(services.settings)) is not None:
+        stages.append(capture)  # last: it only watches answers (distill/capture.py)
     return SavingsStages(stages)

@@ -114,6 +114,9 @@ class BaseStage:
     """No-op hooks, so a stage implements only the ones it needs."""
 
     name = "stage"
+    # The features (``x-costwarden-feature``) whose requests this stage acts on; None: every
+    # request. A gateway whose stages all name features gives other requests no Exchange.
+    features: frozenset[str] | None = None
 
     async def on_request(self, ex: Exchange) -> Reply | None:
         return None
@@ -133,10 +136,17 @@ class SavingsStages:
 
     def __init__(self, stages: Sequence[BaseStage]) -> None:
         self._stages = tuple(stages)
+        scopes = [stage.features for stage in self._stages]
+        named = [scope for scope in scopes if scope is not None]
+        self._features = frozenset[str]().union(*named) if len(named) == len(scopes) else None
 
     @property
     def active(self) -> bool:
         return bool(self._stages)
+
+    def wants(self, feature: str | None) -> bool:
+        """Whether any stage acts on a request tagged with ``feature``."""
+        return self._features is None or feature in self._features
 
     @property
     def names(self) -> tuple[str, ...]:
