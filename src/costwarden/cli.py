@@ -10,6 +10,7 @@
     costwarden forecast [--by team] [--month 2026-12] [--format table|json]
     costwarden distill candidates [--since 30d] | distill export --feature X -o train.jsonl
     costwarden batch submit FILE.jsonl | batch worker | batch status | batch wait | batch results
+    costwarden plan selfhost|gpus|padding|spot|autoscale|strategy|design|measure [...]
     costwarden migrate
     costwarden fake-upstream [--port P]      the simulated upstream alone (demo, benchmarks)
 
@@ -39,6 +40,7 @@ from costwarden.ledger import Store, open_store
 from costwarden.monitor.forecast_cli import add_forecast_parser, forecast_command
 from costwarden.monitor.price_watch_cli import add_prices_command, prices_command
 from costwarden.monitor.whatif_cli import add_whatif_command, whatif_command
+from costwarden.planner.cli import add_plan_commands, plan_command
 from costwarden.providers.fake_process import main as fake_upstream_main
 from costwarden.reports import parse_range, render_csv, render_json, render_table, spend_report
 from costwarden.savings.cascade.cli import add_cascade_commands, cascade_command
@@ -215,6 +217,11 @@ def _fake_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    # Most planner commands never touch the ledger: settings load only for --from-ledger.
+    return plan_command(args, lambda: _settings(args))
+
+
 _STORE_COMMANDS: dict[str, Callable[[argparse.Namespace, Store], Awaitable[int]]] = {
     "keys": _keys,
     "budgets": budgets_command,
@@ -234,11 +241,13 @@ _OFFLINE_PARSERS: tuple[Callable[[Any, argparse.ArgumentParser], None], ...] = (
     add_router_commands,
     add_eval_parser,
     add_cascade_commands,
+    add_plan_commands,
 )
 _OFFLINE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "router": router_command,
     "eval": eval_command,
     "cascade": cascade_command,
+    "plan": _plan,
 }
 
 

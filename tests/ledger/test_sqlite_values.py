@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from costwarden.ledger.rows import encode_pending, encode_record, pending_request_id, row_from_line
-from costwarden.ledger.sqlite import sqlite_values, sqlite_values_from_line
+from costwarden.ledger.sqlite_rows import sqlite_values, sqlite_values_from_line
 from costwarden.records import Attempt, Principal, Status, Tags, TokenUsage, UsageRecord
 from tests.ledger.factory import make_record
 

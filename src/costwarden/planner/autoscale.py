@@ -111,13 +111,21 @@ class AutoscaleResult:
 
 
 def _stats(inputs: AutoscaleInputs, rate: float, replicas: int) -> QueueStats:
-    return mmc(rate, inputs.capacity_rps / inputs.batch_slots, max(replicas, 1) * inputs.batch_slots)
+    return mmc(
+        rate, inputs.capacity_rps / inputs.batch_slots, max(replicas, 1) * inputs.batch_slots
+    )
 
 
-def _waits(inputs: AutoscaleInputs, traffic: list[float], replicas: list[int]) -> tuple[float, float]:
+def _waits(
+    inputs: AutoscaleInputs, traffic: list[float], replicas: list[int]
+) -> tuple[float, float]:
     total = sum(traffic)
     stats = [_stats(inputs, rate, n) for rate, n in zip(traffic, replicas, strict=True)]
-    mean = sum(r * s.mean_wait_s for r, s in zip(traffic, stats, strict=True)) / total if total else 0.0
+    mean = (
+        sum(r * s.mean_wait_s for r, s in zip(traffic, stats, strict=True)) / total
+        if total
+        else 0.0
+    )
     worst = max((s.p95_wait_s for r, s in zip(traffic, stats, strict=True) if r > 0), default=0.0)
     return mean, worst
 
@@ -129,23 +137,39 @@ def _scale_ups(replicas: list[int]) -> list[int]:
 def plan_autoscale(inputs: AutoscaleInputs) -> AutoscaleResult:
     traffic = inputs.traffic()
     need = [
-        replicas_needed(rate, inputs.capacity_rps, inputs.batch_slots, inputs.max_utilisation,
-                        inputs.max_p95_wait_s, minimum=1)
+        replicas_needed(
+            rate,
+            inputs.capacity_rps,
+            inputs.batch_slots,
+            max_utilisation=inputs.max_utilisation,
+            max_p95_wait_s=inputs.max_p95_wait_s,
+        )
         for rate in traffic
-    ]  # fmt: skip
+    ]
     price = float(inputs.replica_usd_per_hour)
     warm = inputs.cold_start_s / 3600
 
     fixed_n = [max(need)] * len(traffic)
-    fixed = PolicyResult("fixed", tuple(map(float, fixed_n)), usd(sum(fixed_n) * price),
-                         *_waits(inputs, traffic, fixed_n), 0.0)  # fmt: skip
+    fixed = PolicyResult(
+        "fixed",
+        tuple(map(float, fixed_n)),
+        usd(sum(fixed_n) * price),
+        *_waits(inputs, traffic, fixed_n),
+        0.0,
+    )
 
     auto_n = [max(n, inputs.min_replicas) for n in need]
     auto_billed = [n + up * warm for n, up in zip(auto_n, _scale_ups(auto_n), strict=True)]
-    auto = PolicyResult("autoscale", tuple(auto_billed), usd(sum(auto_billed) * price),
-                        *_waits(inputs, traffic, auto_n), 0.0)  # fmt: skip
-    return AutoscaleResult(inputs, tuple(traffic), tuple(need),
-                           (fixed, auto, _scale_to_zero(inputs, traffic, need)))  # fmt: skip
+    auto = PolicyResult(
+        "autoscale",
+        tuple(auto_billed),
+        usd(sum(auto_billed) * price),
+        *_waits(inputs, traffic, auto_n),
+        0.0,
+    )
+    return AutoscaleResult(
+        inputs, tuple(traffic), tuple(need), (fixed, auto, _scale_to_zero(inputs, traffic, need))
+    )
 
 
 def _scale_to_zero(inputs: AutoscaleInputs, traffic: list[float], need: list[int]) -> PolicyResult:
@@ -169,36 +193,61 @@ def _scale_to_zero(inputs: AutoscaleInputs, traffic: list[float], need: list[int
     mean = queue_mean + (cold_delay / total if total else 0.0)
     worst = max(worst, worst_cold)
     share = cold_requests / total if total else 0.0
-    return PolicyResult("scale-to-zero", tuple(billed), usd(sum(billed) * price), mean, worst, share)
+    return PolicyResult(
+        "scale-to-zero", tuple(billed), usd(sum(billed) * price), mean, worst, share
+    )
 
 
 def explain_autoscale(result: AutoscaleResult) -> Explanation:
     inputs = result.inputs
     hours = len(result.traffic)
     out = Explanation(f"Autoscaling over {hours} hours of traffic")
-    out.assume("traffic", f"{min(result.traffic):.3g}..{max(result.traffic):.3g} req/s, "
-               f"mean {sum(result.traffic) / hours:.3g}",
-               "hourly_rps" if inputs.hourly_rps is not None else f"diurnal {inputs.diurnal}")  # fmt: skip
-    out.assume("replica", f"{inputs.capacity_rps:g} req/s saturated, {inputs.batch_slots} slots, "
-               f"{fmt_usd(inputs.replica_usd_per_hour)}/h")  # fmt: skip
+    out.assume(
+        "traffic",
+        f"{min(result.traffic):.3g}..{max(result.traffic):.3g} req/s, "
+        f"mean {sum(result.traffic) / hours:.3g}",
+        "hourly_rps" if inputs.hourly_rps is not None else f"diurnal {inputs.diurnal}",
+    )
+    out.assume(
+        "replica",
+        f"{inputs.capacity_rps:g} req/s saturated, {inputs.batch_slots} slots, "
+        f"{fmt_usd(inputs.replica_usd_per_hour)}/h",
+    )
     out.assume("utilisation cap", fmt_pct(inputs.max_utilisation))
     if inputs.max_p95_wait_s is not None:
         out.assume("p95 wait target", fmt_hours(inputs.max_p95_wait_s))
     out.assume("cold start", fmt_hours(inputs.cold_start_s), "scale-ups happen this much early")
     out.assume("idle timeout", fmt_hours(inputs.idle_timeout_s), "scale-to-zero")
-    out.step(f"replicas per hour = ceil(λ ÷ ({inputs.capacity_rps:g} × {inputs.max_utilisation:g}))"
-             f", raised until the M/M/c p95 wait meets the target: peak {max(result.needed)}")  # fmt: skip
+    out.step(
+        f"replicas per hour = ceil(λ ÷ ({inputs.capacity_rps:g} × {inputs.max_utilisation:g}))"
+        f", raised until the M/M/c p95 wait meets the target: peak {max(result.needed)}"
+    )
     for policy in result.policies:
-        out.step(f"{policy.name}: {policy.replica_hours:.2f} replica-hours × "
-                 f"{fmt_usd(inputs.replica_usd_per_hour)} = {fmt_usd(policy.cost)}")  # fmt: skip
-    out.table("Policies", ("policy", "replica-hours", "cost", "mean wait", "worst p95 wait",
-              "cold starts"), [(p.name, fmt_num(p.replica_hours, 2), fmt_usd(p.cost),
-              fmt_hours(p.mean_wait_s), fmt_hours(p.worst_p95_wait_s),
-              fmt_pct(p.cold_start_share, 2)) for p in result.policies])  # fmt: skip
+        out.step(
+            f"{policy.name}: {policy.replica_hours:.2f} replica-hours × "
+            f"{fmt_usd(inputs.replica_usd_per_hour)} = {fmt_usd(policy.cost)}"
+        )
+    out.table(
+        "Policies",
+        ("policy", "replica-hours", "cost", "mean wait", "worst p95 wait", "cold starts"),
+        [
+            (
+                p.name,
+                fmt_num(p.replica_hours, 2),
+                fmt_usd(p.cost),
+                fmt_hours(p.mean_wait_s),
+                fmt_hours(p.worst_p95_wait_s),
+                fmt_pct(p.cold_start_share, 2),
+            )
+            for p in result.policies
+        ],
+    )
     fixed = result.policy("fixed")
     best = min(result.policies, key=lambda p: p.cost)
     saving = 1 - best.cost / fixed.cost if fixed.cost else Decimal(0)
-    out.verdict = (f"{best.name} is cheapest at {fmt_usd(best.cost)} per {hours} h "
-                   f"({fmt_pct(saving)} below a fixed fleet of {max(result.needed)}), mean wait "
-                   f"{fmt_hours(best.mean_wait_s)}")  # fmt: skip
+    out.verdict = (
+        f"{best.name} is cheapest at {fmt_usd(best.cost)} per {hours} h "
+        f"({fmt_pct(saving)} below a fixed fleet of {max(result.needed)}), mean wait "
+        f"{fmt_hours(best.mean_wait_s)}"
+    )
     return out

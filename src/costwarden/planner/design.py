@@ -26,7 +26,6 @@ from pydantic import Field
 from costwarden.planner.gpus import Catalog, PriceKind, tokens_per_s_at
 from costwarden.planner.lengths import LengthDistribution, LengthSource, fixed, parse_lengths
 from costwarden.planner.padding import static_waste
-from costwarden.planner.report import Explanation, fmt_num, fmt_pct, fmt_usd
 from costwarden.planner.scenario import (
     HUNDRED,
     MILLION,
@@ -151,14 +150,20 @@ class DesignResult:
             "capacity_token_steps_per_s": f"{p.capacity:f}",
             "gpu_seconds_per_article": f"{p.gpu_seconds_per_article:f}",
             "sensitivities": [
-                {"name": s.name, "low": s.low_label, "low_cost": f"{s.low_cost:f}",
-                 "high": s.high_label, "high_cost": f"{s.high_cost:f}", "break_even": s.break_even}
+                {
+                    "name": s.name,
+                    "low": s.low_label,
+                    "low_cost": f"{s.low_cost:f}",
+                    "high": s.high_label,
+                    "high_cost": f"{s.high_cost:f}",
+                    "break_even": s.break_even,
+                }
                 for s in self.sensitivities
             ],
             "batch_apis": [
                 {"name": a.price.name, "cost_per_day": f"{a.cost_per_day:f}"} for a in self.apis
             ],
-        }  # fmt: skip
+        }
 
 
 def default_batch_apis() -> tuple[ApiPrice, ...]:
@@ -166,9 +171,16 @@ def default_batch_apis() -> tuple[ApiPrice, ...]:
     for model, provider in DEFAULT_BATCH_APIS:
         rates = lookup_api_price(model, provider)
         if rates is not None:
-            out.append(ApiPrice(name=f"{model} batch", model=model, provider=provider,
-                                input_per_mtok=rates[0], output_per_mtok=rates[1],
-                                discount_pct=BATCH_DISCOUNT_PCT))  # fmt: skip
+            out.append(
+                ApiPrice(
+                    name=f"{model} batch",
+                    model=model,
+                    provider=provider,
+                    input_per_mtok=rates[0],
+                    output_per_mtok=rates[1],
+                    discount_pct=BATCH_DISCOUNT_PCT,
+                )
+            )
     return tuple(out)
 
 
@@ -197,153 +209,118 @@ def design(inputs: DesignInputs, catalog: Catalog) -> DesignResult:
         figure = catalog.figure(inputs.gpu, inputs.model_class, int(prompt), summary)
         tokens = tokens_per_s_at(figure, int(prompt), summary, weight) / figure.gpus
         estimated = figure.estimate
-        sources.append((f"{inputs.gpu} {inputs.model_class} throughput",
-                        f"{figure.tokens_per_s} tok/s at {figure.input_tokens}/{figure.output_tokens}",
-                        figure.cite()))  # fmt: skip
+        sources.append(
+            (
+                f"{inputs.gpu} {inputs.model_class} throughput",
+                f"{figure.tokens_per_s} tok/s at {figure.input_tokens}/{figure.output_tokens}",
+                figure.cite(),
+            )
+        )
     hourly = inputs.gpu_hourly_usd
     if hourly is None:
         price = catalog.price(inputs.gpu, inputs.price_kind, inputs.provider)
         hourly = price.usd_per_hour
-        sources.append((f"{inputs.gpu} {price.kind} price", f"${price.usd_per_hour}/GPU-h", price.cite()))
+        sources.append(
+            (f"{inputs.gpu} {price.kind} price", f"${price.usd_per_hour}/GPU-h", price.cite())
+        )
     # K from the throughput at the scenario's own lengths: T·(summary + w·prompt)/summary.
     capacity = tokens * (summary + weight * int(prompt)) / summary
     spot = Decimal(1)
     if inputs.price_kind == "spot":
-        spot += inputs.interruptions_per_hour * (inputs.restart_s + inputs.lost_work_s) / SECONDS_PER_HOUR
+        spot += (
+            inputs.interruptions_per_hour
+            * (inputs.restart_s + inputs.lost_work_s)
+            / SECONDS_PER_HOUR
+        )
     point = DesignPoint(
-        inputs.articles_per_day, prompt, Decimal(summary), weight, capacity, inputs.utilisation,
-        spot, _padding(inputs, articles, weight), hourly,
-    )  # fmt: skip
+        inputs.articles_per_day,
+        prompt,
+        Decimal(summary),
+        weight,
+        capacity,
+        inputs.utilisation,
+        spot,
+        _padding(inputs, articles, weight),
+        hourly,
+    )
     apis = inputs.batch_apis if inputs.batch_apis is not None else default_batch_apis()
     options = tuple(
         ApiOption(api, inputs.articles_per_day * api.per_request(prompt, summary)) for api in apis
     )
-    return DesignResult(inputs, point, articles.mean, truncated_share, tuple(sources),
-                        _sensitivities(inputs, point), options, estimated)  # fmt: skip
+    return DesignResult(
+        inputs,
+        point,
+        articles.mean,
+        truncated_share,
+        tuple(sources),
+        _sensitivities(inputs, point),
+        options,
+        estimated,
+    )
 
 
 def _padding(inputs: DesignInputs, articles: LengthDistribution, weight: Decimal) -> Decimal:
     if inputs.static_batch_size is None:
         return Decimal(1)
     prompts = LengthDistribution(
-        (articles.values + inputs.prompt_overhead_tokens).astype(np.int64), articles.probs,
+        (articles.values + inputs.prompt_overhead_tokens).astype(np.int64),
+        articles.probs,
         articles.label,
-    )  # fmt: skip
-    waste = static_waste(fixed(inputs.summary_tokens), prompts, inputs.static_batch_size,
-                         float(weight))[2]  # fmt: skip
+    )
+    waste = static_waste(
+        fixed(inputs.summary_tokens), prompts, inputs.static_batch_size, float(weight)
+    )[2]
     return 1 / (1 - _dec(waste))
 
 
 def _sensitivities(inputs: DesignInputs, point: DesignPoint) -> tuple[Sensitivity, ...]:
     budget, cost = inputs.budget_usd_per_day, point.cost_per_day
-    tokens, speed, price = (x / HUNDRED for x in (
-        inputs.tokens_swing_pct, inputs.throughput_swing_pct, inputs.price_swing_pct))  # fmt: skip
+    tokens, speed, price = (
+        x / HUNDRED
+        for x in (inputs.tokens_swing_pct, inputs.throughput_swing_pct, inputs.price_swing_pct)
+    )
     article = point.prompt_tokens - inputs.prompt_overhead_tokens
     steps = point.summary_tokens + point.weight * point.prompt_tokens
     # Solve cost = budget for each input (cost is linear in steps, 1/K and the price).
     max_steps = steps * budget / cost
-    max_article = (max_steps - point.summary_tokens) / point.weight - inputs.prompt_overhead_tokens if point.weight else None  # fmt: skip
+    max_article = (
+        (max_steps - point.summary_tokens) / point.weight - inputs.prompt_overhead_tokens
+        if point.weight
+        else None
+    )
 
     def with_article(factor: Decimal) -> Decimal:
         prompt = inputs.prompt_overhead_tokens + article * factor
         return replace(point, prompt_tokens=prompt).cost_per_day
 
     return (
-        Sensitivity("tokens per article", f"{article * (1 - tokens):,.0f}", with_article(1 - tokens),
-                    f"{article * (1 + tokens):,.0f}", with_article(1 + tokens),
-                    "any length" if max_article is None else f"{max_article:,.0f} tokens"),
-        Sensitivity("GPU throughput", f"−{inputs.throughput_swing_pct}%",
-                    replace(point, capacity=point.capacity * (1 - speed)).cost_per_day,
-                    f"+{inputs.throughput_swing_pct}%",
-                    replace(point, capacity=point.capacity * (1 + speed)).cost_per_day,
-                    f"{cost / budget * 100:.0f}% of assumed"),
-        Sensitivity("spot price", f"${point.gpu_hourly * (1 - price):.3f}/h",
-                    replace(point, gpu_hourly=point.gpu_hourly * (1 - price)).cost_per_day,
-                    f"${point.gpu_hourly * (1 + price):.3f}/h",
-                    replace(point, gpu_hourly=point.gpu_hourly * (1 + price)).cost_per_day,
-                    f"${point.gpu_hourly * budget / cost:.3f}/GPU-h"),
-    )  # fmt: skip
+        Sensitivity(
+            "tokens per article",
+            f"{article * (1 - tokens):,.0f}",
+            with_article(1 - tokens),
+            f"{article * (1 + tokens):,.0f}",
+            with_article(1 + tokens),
+            "any length" if max_article is None else f"{max_article:,.0f} tokens",
+        ),
+        Sensitivity(
+            "GPU throughput",
+            f"−{inputs.throughput_swing_pct}%",
+            replace(point, capacity=point.capacity * (1 - speed)).cost_per_day,
+            f"+{inputs.throughput_swing_pct}%",
+            replace(point, capacity=point.capacity * (1 + speed)).cost_per_day,
+            f"{cost / budget * 100:.0f}% of assumed",
+        ),
+        Sensitivity(
+            "spot price",
+            f"${point.gpu_hourly * (1 - price):.3f}/h",
+            replace(point, gpu_hourly=point.gpu_hourly * (1 - price)).cost_per_day,
+            f"${point.gpu_hourly * (1 + price):.3f}/h",
+            replace(point, gpu_hourly=point.gpu_hourly * (1 + price)).cost_per_day,
+            f"${point.gpu_hourly * budget / cost:.3f}/GPU-h",
+        ),
+    )
 
 
 def per_million_tokens(result: DesignResult) -> Decimal:
     p = result.point
     return p.cost_per_day / (p.articles * (p.prompt_tokens + p.summary_tokens)) * MILLION
-
-
-def explain_design(result: DesignResult) -> Explanation:
-    inputs, p = result.inputs, result.point
-    out = Explanation(
-        f"Design: summarise {fmt_num(inputs.articles_per_day)} articles/day for "
-        f"{fmt_usd(inputs.budget_usd_per_day)}/day with a {inputs.model_class} model on "
-        f"{inputs.price_kind.replace('_', '-')} {inputs.gpu}s, batched, truncated to "
-        f"{fmt_num(inputs.truncate_tokens)} tokens"
-    )
-    out.assume("article length", f"{parse_lengths(inputs.article_tokens).label}",
-               f"assumed; mean {result.article_mean:,.0f} after the cut, "
-               f"{fmt_pct(result.truncated_share)} of articles cut")  # fmt: skip
-    out.assume("request", f"{inputs.prompt_overhead_tokens} instruction + article tokens in, "
-               f"{inputs.summary_tokens} summary tokens out")  # fmt: skip
-    for name, value, source in result.sources:
-        out.assume(name, value, source)
-    out.assume("utilisation", fmt_pct(inputs.utilisation), "offline batch keeps GPUs busy")
-    out.assume("fine-tuning", "not in the daily cost", "one-off; see `plan strategy`")
-    batching = ("continuous batching (no padding)" if inputs.static_batch_size is None
-                else f"static batches of {inputs.static_batch_size}")  # fmt: skip
-    out.assume("batching", batching)
-    if inputs.price_kind == "spot":
-        out.assume("spot reclaims", f"{inputs.interruptions_per_hour}/GPU-h, "
-                   f"{inputs.restart_s:.0f} s restart + {inputs.lost_work_s:.0f} s lost work each")  # fmt: skip
-    _arithmetic(out, result)
-    out.table("Sensitivities (cost per day)", ("input", "low", "cost", "high", "cost",
-              "break-even at budget"), [(s.name, s.low_label, fmt_usd(s.low_cost), s.high_label,
-              fmt_usd(s.high_cost), s.break_even) for s in result.sensitivities])  # fmt: skip
-    out.table("Batch APIs for the same work", ("API", "price per 1M in/out", "per day", "vs GPUs"),
-              [(a.price.name, f"${a.price.input_rate * MILLION:.4g} / ${a.price.output_rate * MILLION:.4g}",
-                fmt_usd(a.cost_per_day), f"{a.cost_per_day / p.cost_per_day:.2f}×")
-               for a in sorted(result.apis, key=lambda a: a.cost_per_day)])  # fmt: skip
-    out.verdict = _verdict(result)
-    return out
-
-
-def _arithmetic(out: Explanation, result: DesignResult) -> None:
-    inputs, p = result.inputs, result.point
-    out.step(f"prompt = {inputs.prompt_overhead_tokens} + {result.article_mean:,.1f} = "
-             f"{p.prompt_tokens:,.1f} tokens; summary = {p.summary_tokens} tokens")  # fmt: skip
-    out.step(f"GPU capacity K = throughput × (summary + w·prompt) ÷ summary = "
-             f"{fmt_num(p.capacity, 1)} token-steps/s (w = {p.weight:.3f})")  # fmt: skip
-    out.step(f"GPU-seconds per article = ({p.summary_tokens} + {p.weight:.3f} × "
-             f"{p.prompt_tokens:,.1f}) ÷ {fmt_num(p.capacity, 1)} = "
-             f"{p.gpu_seconds_per_article:.4f} s")  # fmt: skip
-    out.step(f"GPU-hours/day = {fmt_num(p.articles)} × {p.gpu_seconds_per_article:.4f} ÷ 3600 ÷ "
-             f"{p.utilisation} × {p.spot_overhead:.4f} (spot) × {p.padding:.3f} (padding) = "
-             f"{p.gpu_hours:,.2f} → {p.gpus} GPUs around the clock")  # fmt: skip
-    out.step(f"cost/day = {p.gpu_hours:,.2f} GPU-h × {fmt_usd(p.gpu_hourly)} = "
-             f"{fmt_usd(p.cost_per_day)} ({fmt_usd(p.cost_per_day / p.articles * 1000)} per 1k "
-             f"articles, {fmt_usd(per_million_tokens(result))} per 1M tokens)")  # fmt: skip
-    out.step(f"batch API/day = {fmt_num(p.articles)} × ({p.prompt_tokens:,.1f} × in + "
-             f"{p.summary_tokens} × out) at the batch price")  # fmt: skip
-
-
-def _verdict(result: DesignResult) -> str:
-    inputs, p = result.inputs, result.point
-    share = p.cost_per_day / inputs.budget_usd_per_day
-    head = (f"{'fits' if result.fits_budget else 'misses'} the budget: {fmt_usd(p.cost_per_day)}"
-            f"/day on {p.gpus} {inputs.gpu}s ({share * 100:.0f} % of "
-            f"{fmt_usd(inputs.budget_usd_per_day)})")  # fmt: skip
-    tight = [s for s in result.sensitivities if max(s.low_cost, s.high_cost) > inputs.budget_usd_per_day]
-    risk = ("; over budget if " + ", ".join(
-        f"{s.name} goes to {s.high_label if s.high_cost > s.low_cost else s.low_label}"
-        for s in tight)) if tight else "; within budget across every swing tested"  # fmt: skip
-    cheaper = [a for a in result.apis if a.cost_per_day < p.cost_per_day]
-    best = min(result.apis, key=lambda a: a.cost_per_day, default=None)
-    if best is None:
-        api = ""
-    elif cheaper:
-        api = f"; but {best.price.name} does it for {fmt_usd(best.cost_per_day)}/day with no fleet"
-    else:
-        api = f"; the cheapest batch API ({best.price.name}) costs {fmt_usd(best.cost_per_day)}/day"
-    measure = ""
-    if result.throughput_estimated:
-        measure = (f"; the {inputs.gpu} throughput is an estimate: confirm it with "
-                   "`costwarden plan measure` before buying")
-    return head + risk + api + measure

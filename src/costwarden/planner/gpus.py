@@ -282,45 +282,79 @@ def compare_gpus(catalog: Catalog, inputs: GpusInputs) -> GpusResult:
         rate = tokens_per_s_at(figure, inputs.input_tokens, inputs.output_tokens, weight)
         on_demand, spot = _first(gpu, "on_demand"), _first(gpu, "spot")
 
-        def per_mtok(entry: PriceEntry | None, rate: Decimal = rate, n: int = figure.gpus) -> Decimal | None:
+        def per_mtok(
+            entry: PriceEntry | None, rate: Decimal = rate, n: int = figure.gpus
+        ) -> Decimal | None:
             if entry is None:
                 return None
             return usd_per_mtok(entry.usd_per_hour * n, rate, inputs.utilisation)
 
         rows.append(
-            GpuRow(name, figure.gpus, figure, weight, rate, on_demand, spot,
-                   per_mtok(on_demand), per_mtok(spot))
-        )  # fmt: skip
+            GpuRow(
+                name,
+                figure.gpus,
+                figure,
+                weight,
+                rate,
+                on_demand,
+                spot,
+                per_mtok(on_demand),
+                per_mtok(spot),
+            )
+        )
     return GpusResult(inputs, tuple(rows))
 
 
 def explain_gpus(result: GpusResult) -> Explanation:
     inputs = result.inputs
-    out = Explanation(f"GPU catalog: {inputs.model_class} model, {inputs.input_tokens} in / "
-                      f"{inputs.output_tokens} out tokens per request")  # fmt: skip
+    out = Explanation(
+        f"GPU catalog: {inputs.model_class} model, {inputs.input_tokens} in / "
+        f"{inputs.output_tokens} out tokens per request"
+    )
     out.assume("utilisation", fmt_pct(inputs.utilisation), "busy share of the paid GPU-hours")
-    out.assume("throughput model", "output + w·input token-steps per request",
-               "from the nearest measured figure; w fitted per GPU unless given")  # fmt: skip
+    out.assume(
+        "throughput model",
+        "output + w·input token-steps per request",
+        "from the nearest measured figure; w fitted per GPU unless given",
+    )
     out.step("$/1M output tokens = $/GPU-h × GPUs ÷ (tokens/s × 3600 × utilisation) × 1e6")
     rows = []
     for row in result.rows:
         figure = row.figure
-        rows.append((
-            row.gpu, row.gpus, f"{figure.input_tokens}/{figure.output_tokens}",
-            f"{row.weight:.2f}", fmt_num(row.tokens_per_s, 0),
-            _money_or_dash(row.on_demand and row.on_demand.usd_per_hour),
-            _money_or_dash(row.on_demand_per_mtok),
-            _money_or_dash(row.spot and row.spot.usd_per_hour),
-            _money_or_dash(row.spot_per_mtok),
-        ))  # fmt: skip
+        rows.append(
+            (
+                row.gpu,
+                row.gpus,
+                f"{figure.input_tokens}/{figure.output_tokens}",
+                f"{row.weight:.2f}",
+                fmt_num(row.tokens_per_s, 0),
+                _money_or_dash(row.on_demand.usd_per_hour if row.on_demand else None),
+                _money_or_dash(row.on_demand_per_mtok),
+                _money_or_dash(row.spot.usd_per_hour if row.spot else None),
+                _money_or_dash(row.spot_per_mtok),
+            )
+        )
         if row.on_demand_per_mtok is not None and row.on_demand is not None:
             out.step(
                 f"{row.gpu}: {fmt_usd(row.on_demand.usd_per_hour)} × {row.gpus} ÷ "
                 f"({fmt_num(row.tokens_per_s, 0)} × 3600 × {inputs.utilisation}) × 1e6 = "
                 f"{fmt_usd(row.on_demand_per_mtok)} per 1M output tokens on demand"
             )
-    out.table("Per replica", ("GPU", "GPUs", "figure in/out", "w", "tokens/s", "$/GPU-h",
-              "$/1M out", "spot $/GPU-h", "spot $/1M out"), rows)  # fmt: skip
+    out.table(
+        "Per replica",
+        (
+            "GPU",
+            "GPUs",
+            "figure in/out",
+            "w",
+            "tokens/s",
+            "$/GPU-h",
+            "$/1M out",
+            "spot $/GPU-h",
+            "spot $/1M out",
+        ),
+        rows,
+    )
     out.table("Sources", ("GPU", "what", "source"), _sources(result))
     best, best_spot = result.cheapest("on_demand"), result.cheapest("spot")
     if best is None:

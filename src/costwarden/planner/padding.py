@@ -83,10 +83,14 @@ class PaddingResult:
             "throughput_ratio": self.throughput_ratio,
             "cost_ratio": f"{self.cost_ratio:f}",
             "rows": [
-                {"batch_size": r.batch_size, "expected_max_output": r.expected_max_output,
-                 "waste": r.waste} for r in self.rows
+                {
+                    "batch_size": r.batch_size,
+                    "expected_max_output": r.expected_max_output,
+                    "waste": r.waste,
+                }
+                for r in self.rows
             ],
-        }  # fmt: skip
+        }
 
 
 def static_waste(
@@ -162,25 +166,50 @@ def explain_padding(result: PaddingResult) -> Explanation:
     out.assume("output lengths", result.outputs.label, f"mean {result.outputs.mean:.1f}")
     if result.prompts is not None:
         out.assume("prompt lengths", result.prompts.label, f"mean {result.prompts.mean:.1f}")
-        out.assume("prompt-token weight w", inputs.input_token_weight,
-                   "prefill cost of a prompt token relative to a generated one")  # fmt: skip
-    out.step(f"E[max of {b} outputs] = Σ v·(F(v)^{b} − F(v−1)^{b}) = "
-             f"{result.outputs.expected_max(b):.1f} tokens (mean {result.outputs.mean:.1f})")  # fmt: skip
+        out.assume(
+            "prompt-token weight w",
+            inputs.input_token_weight,
+            "prefill cost of a prompt token relative to a generated one",
+        )
+    out.step(
+        f"E[max of {b} outputs] = Σ v·(F(v)^{b} − F(v−1)^{b}) = "
+        f"{result.outputs.expected_max(b):.1f} tokens (mean {result.outputs.mean:.1f})"
+    )
     if result.prompts is not None:
-        out.step(f"E[max of {b} prompts] = {result.prompts.expected_max(b):.1f} tokens "
-                 f"(mean {result.prompts.mean:.1f})")  # fmt: skip
-    out.step(f"static waste = 1 − {result.mean_cost:.1f} ÷ {result.padded_cost:.1f} = "
-             f"{fmt_pct(result.static_waste)}")  # fmt: skip
+        out.step(
+            f"E[max of {b} prompts] = {result.prompts.expected_max(b):.1f} tokens "
+            f"(mean {result.prompts.mean:.1f})"
+        )
+    out.step(
+        f"static waste = 1 − {result.mean_cost:.1f} ÷ {result.padded_cost:.1f} = "
+        f"{fmt_pct(result.static_waste)}"
+    )
     if result.simulated_static_waste is not None:
-        out.step(f"simulated ({inputs.simulate_requests} requests, seed {inputs.seed}): static "
-                 f"{fmt_pct(result.simulated_static_waste)}, continuous "
-                 f"{fmt_pct(result.continuous_waste, 2)} (only the final drain)")  # fmt: skip
-    out.step(f"throughput continuous ÷ static = (1 − {result.continuous_waste:.4f}) ÷ "
-             f"(1 − {result.static_waste:.4f}) = {result.throughput_ratio:.3f}×")  # fmt: skip
-    out.table("Static batching waste by batch size", ("batch", "E[max out]", "waste", "cost ×"),
-              [(r.batch_size, fmt_num(r.expected_max_output, 1), fmt_pct(r.waste),
-                f"{1 / (1 - r.waste):.2f}") for r in result.rows])  # fmt: skip
-    out.verdict = (f"static batches of {b} waste {fmt_pct(result.static_waste)} of the compute; "
-                   f"continuous batching serves {result.throughput_ratio:.2f}× the tokens per "
-                   f"GPU-hour, so static costs {result.cost_ratio:.2f}× as much per token")  # fmt: skip
+        out.step(
+            f"simulated ({inputs.simulate_requests} requests, seed {inputs.seed}): static "
+            f"{fmt_pct(result.simulated_static_waste)}, continuous "
+            f"{fmt_pct(result.continuous_waste, 2)} (only the final drain)"
+        )
+    out.step(
+        f"throughput continuous ÷ static = (1 − {result.continuous_waste:.4f}) ÷ "
+        f"(1 − {result.static_waste:.4f}) = {result.throughput_ratio:.3f}×"
+    )
+    out.table(
+        "Static batching waste by batch size",
+        ("batch", "E[max out]", "waste", "cost ×"),
+        [
+            (
+                r.batch_size,
+                fmt_num(r.expected_max_output, 1),
+                fmt_pct(r.waste),
+                f"{1 / (1 - r.waste):.2f}",
+            )
+            for r in result.rows
+        ],
+    )
+    out.verdict = (
+        f"static batches of {b} waste {fmt_pct(result.static_waste)} of the compute; "
+        f"continuous batching serves {result.throughput_ratio:.2f}× the tokens per "
+        f"GPU-hour, so static costs {result.cost_ratio:.2f}× as much per token"
+    )
     return out

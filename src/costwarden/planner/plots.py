@@ -47,8 +47,12 @@ def plot_selfhost(result: SelfHostResult, path: Path) -> Path:
     api = float(result.api_per_request) / tokens * 1e6
     axes.axhline(api, color="tab:red", label=f"API ({result.inputs.api.name})")
     if result.break_even_utilisation <= 1:
-        axes.axvline(float(result.break_even_utilisation) * 100, color="grey", linestyle=":",
-                     label="break-even")  # fmt: skip
+        axes.axvline(
+            float(result.break_even_utilisation) * 100,
+            color="grey",
+            linestyle=":",
+            label="break-even",
+        )
     axes.set_xlabel("utilisation (%)")
     axes.set_ylabel("USD per 1M tokens (in + out)")
     axes.set_yscale("log")
@@ -72,8 +76,12 @@ def plot_gpus(result: GpusResult, path: Path) -> Path:
 
 def plot_padding(result: PaddingResult, path: Path) -> Path:
     plt, figure, axes = _figure("Compute wasted by static batching (padding)")
-    axes.plot([r.batch_size for r in result.rows], [r.waste * 100 for r in result.rows], "o-",
-              label="static batching")  # fmt: skip
+    axes.plot(
+        [r.batch_size for r in result.rows],
+        [r.waste * 100 for r in result.rows],
+        "o-",
+        label="static batching",
+    )
     axes.axhline(result.continuous_waste * 100, color="tab:green", label="continuous (simulated)")
     axes.set_xscale("log", base=2)
     axes.set_xlabel("batch size")
@@ -133,8 +141,9 @@ def plot_design(result: DesignResult, path: Path) -> Path:
         low, high = float(item.low_cost), float(item.high_cost)
         axes.barh(row, low - base, left=base, color="tab:green")
         axes.barh(row, high - base, left=base, color="tab:orange")
-        axes.text(max(low, high), row, f" {item.high_label} / {item.low_label}", va="center",
-                  fontsize=7)  # fmt: skip
+        axes.text(
+            max(low, high), row, f" {item.high_label} / {item.low_label}", va="center", fontsize=7
+        )
     axes.set_yticks(range(len(result.sensitivities)), [s.name for s in result.sensitivities])
     axes.axvline(base, color="black", linewidth=0.8)
     axes.axvline(float(result.inputs.budget_usd_per_day), color="tab:red")

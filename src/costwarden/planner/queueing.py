@@ -45,7 +45,9 @@ def erlang_c(servers: int, offered_load: float) -> float:
     return blocking / (1 - rho * (1 - blocking))
 
 
-def mmc(arrival_rate: float, service_rate: float, servers: int, quantile: float = 0.95) -> QueueStats:
+def mmc(
+    arrival_rate: float, service_rate: float, servers: int, quantile: float = 0.95
+) -> QueueStats:
     """Waiting time (before service starts) of M/M/c: mean C/(cμ−λ) and the quantile of
     P(W > t) = C·e^{−(cμ−λ)t}."""
     if service_rate <= 0:
@@ -65,6 +67,7 @@ def replicas_needed(
     arrival_rate: float,
     capacity_rps: float,
     slots: int,
+    *,
     max_utilisation: float,
     max_p95_wait_s: float | None = None,
     minimum: int = 1,

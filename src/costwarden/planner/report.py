@@ -87,12 +87,8 @@ def fmt_usd(value: Decimal | float, places: int | None = None) -> str:
     amount = Decimal(repr(value)) if isinstance(value, float) else value
     if places is None:
         magnitude = abs(amount)
-        if magnitude >= 100:
-            places = 2
-        elif magnitude == 0:
-            places = 2
-        else:
-            places = max(2, 3 - magnitude.adjusted())
+        small = 0 < magnitude < 100
+        places = max(2, 3 - magnitude.adjusted()) if small else 2
     sign = "-" if amount < 0 else ""
     return f"{sign}${abs(amount):,.{places}f}"
 

@@ -29,7 +29,9 @@ from costwarden.planner.scenario import (
     plain,
 )
 
-_DEFAULT_UTILISATIONS = tuple(Decimal(x) for x in ("0.1", "0.2", "0.3", "0.5", "0.7", "0.8", "0.9", "1"))
+_DEFAULT_UTILISATIONS = tuple(
+    Decimal(x) for x in ("0.1", "0.2", "0.3", "0.5", "0.7", "0.8", "0.9", "1")
+)
 _SECONDS_PER_DAY = Decimal(86400)
 
 
@@ -75,7 +77,9 @@ def resolve_serving(inputs: SelfHostInputs, catalog: Catalog) -> Serving:
     hourly = inputs.gpu_hourly_usd
     if tokens is None or hourly is None:
         if inputs.gpu is None:
-            raise ValueError("give gpu (catalog) or both gpu_hourly_usd and throughput_tokens_per_s")
+            raise ValueError(
+                "give gpu (catalog) or both gpu_hourly_usd and throughput_tokens_per_s"
+            )
         if hourly is None:
             price = catalog.price(inputs.gpu, inputs.price_kind, inputs.provider)
             hourly = price.usd_per_hour
@@ -89,13 +93,15 @@ def resolve_serving(inputs: SelfHostInputs, catalog: Catalog) -> Serving:
                 weight, how = catalog.input_weight(inputs.gpu, inputs.model_class)
             tokens = tokens_per_s_at(figure, inputs.input_tokens, inputs.output_tokens, weight)
             gpus = gpus or figure.gpus
-            notes.append(Assumption(
-                f"{inputs.gpu} {inputs.model_class} throughput",
-                f"{figure.tokens_per_s} tok/s at {figure.input_tokens}/{figure.output_tokens} "
-                f"on {figure.gpus} GPU → {fmt_num(tokens, 0)} tok/s at "
-                f"{inputs.input_tokens}/{inputs.output_tokens} (w = {weight:.2f}, {how})",
-                figure.cite(),
-            ))  # fmt: skip
+            notes.append(
+                Assumption(
+                    f"{inputs.gpu} {inputs.model_class} throughput",
+                    f"{figure.tokens_per_s} tok/s at {figure.input_tokens}/{figure.output_tokens} "
+                    f"on {figure.gpus} GPU → {fmt_num(tokens, 0)} tok/s at "
+                    f"{inputs.input_tokens}/{inputs.output_tokens} (w = {weight:.2f}, {how})",
+                    figure.cite(),
+                )
+            )
     gpus = gpus or 1
     return Serving(hourly * gpus, gpus, tokens, tuple(notes))
 
@@ -162,7 +168,9 @@ class SelfHostResult:
                 }
                 for r in self.rows
             ],
-            "sizing": None if sizing is None else {
+            "sizing": None
+            if sizing is None
+            else {
                 "requests_per_s": f"{sizing.requests_per_s:f}",
                 "replicas": sizing.replicas,
                 "gpus": sizing.gpus,
@@ -173,7 +181,7 @@ class SelfHostResult:
                 "feasible": sizing.feasible,
                 "reason": sizing.reason,
             },
-        }  # fmt: skip
+        }
 
 
 def self_host(inputs: SelfHostInputs, catalog: Catalog) -> SelfHostResult:
@@ -184,10 +192,14 @@ def self_host(inputs: SelfHostInputs, catalog: Catalog) -> SelfHostResult:
     rows = []
     for u in inputs.utilisations:
         per_request = serving.hourly_usd / (SECONDS_PER_HOUR * capacity * u)
-        rows.append(UtilisationRow(
-            u, per_request, per_request / tokens * MILLION,
-            per_request / inputs.output_tokens * MILLION,
-        ))  # fmt: skip
+        rows.append(
+            UtilisationRow(
+                u,
+                per_request,
+                per_request / tokens * MILLION,
+                per_request / inputs.output_tokens * MILLION,
+            )
+        )
     break_even = serving.hourly_usd / (SECONDS_PER_HOUR * capacity * api)
     sizing = None if inputs.requests_per_s is None else size_fleet(inputs, serving, api)
     return SelfHostResult(inputs, serving, api, capacity, tuple(rows), break_even, sizing)
@@ -207,52 +219,93 @@ def size_fleet(inputs: SelfHostInputs, serving: Serving, api_per_request: Decima
         wait_budget = target - service
         if wait_budget <= 0:
             feasible = False
-            reason = (f"a request takes {fmt_hours(service)} with {slots} sequences sharing a "
-                      f"replica, over the {fmt_hours(target)} target: lower batch_slots")  # fmt: skip
+            reason = (
+                f"a request takes {fmt_hours(service)} with {slots} sequences sharing a "
+                f"replica, over the {fmt_hours(target)} target: lower batch_slots"
+            )
             wait_budget = None
     cap = float(inputs.max_utilisation)
-    replicas = replicas_needed(rate, capacity, slots, cap, wait_budget)
+    replicas = replicas_needed(
+        rate, capacity, slots, max_utilisation=cap, max_p95_wait_s=wait_budget
+    )
     stats = mmc(rate, capacity / slots, replicas * slots)
     fleet_day = replicas * serving.hourly_usd * HOURS_PER_DAY
     return Sizing(
-        inputs.requests_per_s, replicas, replicas * serving.gpus, stats.utilisation, service,
-        stats.p95_wait_s, fleet_day, api_day, feasible, reason,
-    )  # fmt: skip
+        inputs.requests_per_s,
+        replicas,
+        replicas * serving.gpus,
+        stats.utilisation,
+        service,
+        stats.p95_wait_s,
+        fleet_day,
+        api_day,
+        feasible,
+        reason,
+    )
 
 
 def explain_self_host(result: SelfHostResult) -> Explanation:
     inputs, serving = result.inputs, result.serving
-    out = Explanation(f"API vs self-hosted: {inputs.input_tokens} in / {inputs.output_tokens} "
-                      "out tokens per request")  # fmt: skip
+    out = Explanation(
+        f"API vs self-hosted: {inputs.input_tokens} in / {inputs.output_tokens} "
+        "out tokens per request"
+    )
     out.assume("API", inputs.api.label())
-    out.assume("replica", f"{serving.gpus} GPU(s), {fmt_usd(serving.hourly_usd)}/h, "
-               f"{fmt_num(serving.tokens_per_s, 0)} output tok/s saturated")  # fmt: skip
+    out.assume(
+        "replica",
+        f"{serving.gpus} GPU(s), {fmt_usd(serving.hourly_usd)}/h, "
+        f"{fmt_num(serving.tokens_per_s, 0)} output tok/s saturated",
+    )
     out.assumptions.extend(serving.sources)
     api = result.api_per_request
-    out.step(f"API per request = {inputs.input_tokens} × ${plain(inputs.api.input_rate * MILLION)}/1M"
-             f" + {inputs.output_tokens} × ${plain(inputs.api.output_rate * MILLION)}/1M = "
-             f"{fmt_usd(api)}")  # fmt: skip
-    out.step(f"replica capacity μ = {fmt_num(serving.tokens_per_s, 1)} ÷ {inputs.output_tokens}"
-             f" = {fmt_num(result.capacity_rps, 3)} req/s")  # fmt: skip
-    out.step(f"self-hosted per request at utilisation u = {fmt_usd(serving.hourly_usd)} ÷ "
-             f"(3600 × {fmt_num(result.capacity_rps, 3)} × u)")  # fmt: skip
-    out.step(f"break-even u* = {fmt_usd(serving.hourly_usd)} ÷ (3600 × "
-             f"{fmt_num(result.capacity_rps, 3)} × {fmt_usd(api)}) = "
-             f"{fmt_pct(result.break_even_utilisation)}")  # fmt: skip
-    out.table("Cost across utilisation",
-              ("utilisation", "per request", "per 1M tokens", "per 1M output", "vs API"),
-              [(fmt_pct(r.utilisation, 0), fmt_usd(r.per_request), fmt_usd(r.per_mtok),
-                fmt_usd(r.per_mtok_output), f"{r.per_request / api:.2f}×") for r in result.rows])  # fmt: skip
+    out.step(
+        f"API per request = {inputs.input_tokens} × ${plain(inputs.api.input_rate * MILLION)}/1M"
+        f" + {inputs.output_tokens} × ${plain(inputs.api.output_rate * MILLION)}/1M = "
+        f"{fmt_usd(api)}"
+    )
+    out.step(
+        f"replica capacity μ = {fmt_num(serving.tokens_per_s, 1)} ÷ {inputs.output_tokens}"
+        f" = {fmt_num(result.capacity_rps, 3)} req/s"
+    )
+    out.step(
+        f"self-hosted per request at utilisation u = {fmt_usd(serving.hourly_usd)} ÷ "
+        f"(3600 × {fmt_num(result.capacity_rps, 3)} × u)"
+    )
+    out.step(
+        f"break-even u* = {fmt_usd(serving.hourly_usd)} ÷ (3600 × "
+        f"{fmt_num(result.capacity_rps, 3)} × {fmt_usd(api)}) = "
+        f"{fmt_pct(result.break_even_utilisation)}"
+    )
+    out.table(
+        "Cost across utilisation",
+        ("utilisation", "per request", "per 1M tokens", "per 1M output", "vs API"),
+        [
+            (
+                fmt_pct(r.utilisation, 0),
+                fmt_usd(r.per_request),
+                fmt_usd(r.per_mtok),
+                fmt_usd(r.per_mtok_output),
+                f"{r.per_request / api:.2f}×",
+            )
+            for r in result.rows
+        ],
+    )
     rps = result.break_even_rps
     if rps is None:
-        out.verdict = (f"self-hosting never breaks even: even fully busy a request costs "
-                       f"{fmt_usd(serving.hourly_usd / (SECONDS_PER_HOUR * result.capacity_rps))}"
-                       f" vs {fmt_usd(api)} on the API")  # fmt: skip
+        out.verdict = (
+            f"self-hosting never breaks even: even fully busy a request costs "
+            f"{fmt_usd(serving.hourly_usd / (SECONDS_PER_HOUR * result.capacity_rps))}"
+            f" vs {fmt_usd(api)} on the API"
+        )
     else:
-        out.step(f"break-even rate λ* = u* × μ = {fmt_num(rps, 3)} req/s "
-                 f"({fmt_num(rps * _SECONDS_PER_DAY, 0)} requests/day) per replica")  # fmt: skip
-        out.verdict = (f"one replica beats the API above {fmt_num(rps, 3)} req/s sustained "
-                       f"({fmt_pct(result.break_even_utilisation)} busy)")  # fmt: skip
+        out.step(
+            f"break-even rate λ* = u* × μ = {fmt_num(rps, 3)} req/s "
+            f"({fmt_num(rps * _SECONDS_PER_DAY, 0)} requests/day) per replica"
+        )
+        out.verdict = (
+            f"one replica beats the API above {fmt_num(rps, 3)} req/s sustained "
+            f"({fmt_pct(result.break_even_utilisation)} busy)"
+        )
     if result.sizing is not None:
         _explain_sizing(out, result.sizing, inputs)
     return out
@@ -264,19 +317,27 @@ def _explain_sizing(out: Explanation, sizing: Sizing, inputs: SelfHostInputs) ->
     out.assume("max utilisation", fmt_pct(inputs.max_utilisation))
     if inputs.latency_target_s is not None:
         out.assume("p95 latency target", fmt_hours(float(inputs.latency_target_s)))
-    out.step(f"service time S = slots ÷ μ = {inputs.batch_slots} ÷ capacity = "
-             f"{fmt_hours(sizing.service_time_s)}")  # fmt: skip
-    out.step(f"replicas = {sizing.replicas} ({sizing.gpus} GPU(s)): utilisation "
-             f"{fmt_pct(sizing.utilisation)}, p95 wait {fmt_hours(sizing.p95_wait_s)}, "
-             f"p95 latency ≈ S + wait = {fmt_hours(sizing.p95_latency_s)}")  # fmt: skip
-    out.step(f"per day: self-hosted {sizing.replicas} × replica $/h × 24 = "
-             f"{fmt_usd(sizing.fleet_usd_per_day)}; API {sizing.requests_per_s} × 86400 × "
-             f"per request = {fmt_usd(sizing.api_usd_per_day)}")  # fmt: skip
+    out.step(
+        f"service time S = slots ÷ μ = {inputs.batch_slots} ÷ capacity = "
+        f"{fmt_hours(sizing.service_time_s)}"
+    )
+    out.step(
+        f"replicas = {sizing.replicas} ({sizing.gpus} GPU(s)): utilisation "
+        f"{fmt_pct(sizing.utilisation)}, p95 wait {fmt_hours(sizing.p95_wait_s)}, "
+        f"p95 latency ≈ S + wait = {fmt_hours(sizing.p95_latency_s)}"
+    )
+    out.step(
+        f"per day: self-hosted {sizing.replicas} × replica $/h × 24 = "
+        f"{fmt_usd(sizing.fleet_usd_per_day)}; API {sizing.requests_per_s} × 86400 × "
+        f"per request = {fmt_usd(sizing.api_usd_per_day)}"
+    )
     if not sizing.feasible:
         out.verdict += f"; sizing: {sizing.reason}"
         return
     cheaper = sizing.fleet_usd_per_day < sizing.api_usd_per_day
     winner = "self-hosted" if cheaper else "the API"
-    out.verdict += (f"; at {sizing.requests_per_s} req/s {winner} is cheaper: "
-                    f"{fmt_usd(sizing.fleet_usd_per_day)}/day on {sizing.gpus} GPU(s) vs "
-                    f"{fmt_usd(sizing.api_usd_per_day)}/day on the API")  # fmt: skip
+    out.verdict += (
+        f"; at {sizing.requests_per_s} req/s {winner} is cheaper: "
+        f"{fmt_usd(sizing.fleet_usd_per_day)}/day on {sizing.gpus} GPU(s) vs "
+        f"{fmt_usd(sizing.api_usd_per_day)}/day on the API"
+    )

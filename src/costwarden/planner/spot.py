@@ -41,7 +41,9 @@ class SpotInputs(PlanModel):
     on_demand_usd_per_hour: Decimal = Field(gt=0, description="USD per instance-hour on demand")
     interruptions_per_hour: float = Field(ge=0, description="preemption rate per instance")
     cloud: Literal["aws", "gcp", "azure", "other"] = Field("aws", description="notice preset")
-    notice_s: float | None = Field(None, ge=0, description="warning before reclaim (default: cloud)")
+    notice_s: float | None = Field(
+        None, ge=0, description="warning before reclaim (default: cloud)"
+    )
     restart_s: float = Field(300.0, ge=0, description="reclaim → running again (billed)")
     instances: int = Field(1, ge=1, description="shards (job) or replicas (fleet)")
     work_hours: float = Field(10.0, gt=0, description="job: compute hours in total")
@@ -117,8 +119,9 @@ class FleetResult:
         }
 
 
-def expected_shard_hours(work_h: float, interval_s: float, save_s: float, rate_h: float,
-                         restart_s: float) -> float:  # fmt: skip
+def expected_shard_hours(
+    work_h: float, interval_s: float, save_s: float, rate_h: float, restart_s: float
+) -> float:
     """Daly's closed form (no save on notice): segments × (1/λ + R) × (e^{λ(τ+δ)} − 1)."""
     segments = work_h * 3600 / interval_s
     segment_h = (interval_s + save_s) / 3600
@@ -127,7 +130,9 @@ def expected_shard_hours(work_h: float, interval_s: float, save_s: float, rate_h
     return segments * (1 / rate_h + restart_s / 3600) * math.expm1(rate_h * segment_h)
 
 
-def simulate_shards(inputs: SpotInputs, rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:  # fmt: skip
+def simulate_shards(
+    inputs: SpotInputs, rng: np.random.Generator, shape: tuple[int, int]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Wall-clock hours and preemption counts of every shard of every run (vectorised)."""
     work = inputs.work_hours * 3600 / inputs.instances  # seconds per shard
     interval, save, restart = inputs.checkpoint_interval_s, inputs.checkpoint_s, inputs.restart_s
@@ -160,17 +165,26 @@ def simulate_job(inputs: SpotInputs) -> JobResult:
     closed = None
     if inputs.notice < inputs.checkpoint_s or inputs.interruptions_per_hour == 0:
         closed = expected_shard_hours(
-            inputs.work_hours / inputs.instances, inputs.checkpoint_interval_s,
-            inputs.checkpoint_s, inputs.interruptions_per_hour, inputs.restart_s,
-        )  # fmt: skip
+            inputs.work_hours / inputs.instances,
+            inputs.checkpoint_interval_s,
+            inputs.checkpoint_s,
+            inputs.interruptions_per_hour,
+            inputs.restart_s,
+        )
     billed = float(hours.sum(axis=1).mean())
     on_demand_hours = inputs.work_hours / inputs.instances
     return JobResult(
-        inputs, float(completion.mean()), float(np.percentile(completion, 50)),
-        float(np.percentile(completion, 95)), float(hours.mean()), closed,
-        float(preempted.mean()), usd(billed * float(inputs.spot_usd_per_hour)),
-        inputs.on_demand_usd_per_hour * Decimal(repr(inputs.work_hours)), on_demand_hours,
-    )  # fmt: skip
+        inputs,
+        float(completion.mean()),
+        float(np.percentile(completion, 50)),
+        float(np.percentile(completion, 95)),
+        float(hours.mean()),
+        closed,
+        float(preempted.mean()),
+        usd(billed * float(inputs.spot_usd_per_hour)),
+        inputs.on_demand_usd_per_hour * Decimal(repr(inputs.work_hours)),
+        on_demand_hours,
+    )
 
 
 def simulate_fleet(inputs: SpotInputs) -> FleetResult:
@@ -180,8 +194,9 @@ def simulate_fleet(inputs: SpotInputs) -> FleetResult:
     rng = np.random.default_rng(inputs.seed)
     rate = inputs.interruptions_per_hour
     down_h = max(inputs.restart_s - inputs.notice, 0.0) / 3600
-    reclaims, uptime = _alternate(rng, inputs.runs * inputs.instances, rate, down_h,
-                                  inputs.horizon_hours)  # fmt: skip
+    reclaims, uptime = _alternate(
+        rng, inputs.runs * inputs.instances, rate, down_h, inputs.horizon_hours
+    )
     replicas = reclaims.size
     in_flight = rng.poisson(inputs.concurrency * inputs.utilisation, int(reclaims.sum()))
     elapsed = rng.uniform(0, inputs.request_s, int(in_flight.sum()))
@@ -197,13 +212,20 @@ def simulate_fleet(inputs: SpotInputs) -> FleetResult:
     billed_share = availability + rate * inputs.restart_s / 3600
     spot_hourly = usd(needed * float(inputs.spot_usd_per_hour) * billed_share)
     return FleetResult(
-        inputs, availability, closed_availability, failed_share, closed_failed, spot_hourly,
-        inputs.on_demand_usd_per_hour * inputs.instances, needed,
-    )  # fmt: skip
+        inputs,
+        availability,
+        closed_availability,
+        failed_share,
+        closed_failed,
+        spot_hourly,
+        inputs.on_demand_usd_per_hour * inputs.instances,
+        needed,
+    )
 
 
-def _alternate(rng: np.random.Generator, replicas: int, rate_h: float, down_h: float,
-               horizon_h: float) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:  # fmt: skip
+def _alternate(
+    rng: np.random.Generator, replicas: int, rate_h: float, down_h: float, horizon_h: float
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Reclaim counts and up-hours of replicas alternating Exp(rate) up / ``down_h`` down."""
     if rate_h == 0:
         return np.zeros(replicas, np.int64), np.full(replicas, horizon_h)
@@ -222,11 +244,19 @@ def simulate_spot(inputs: SpotInputs) -> JobResult | FleetResult:
 
 def explain_spot(result: JobResult | FleetResult) -> Explanation:
     inputs = result.inputs
-    out = Explanation(f"Spot vs on-demand: {'batch job' if inputs.mode == 'job' else 'serving fleet'}")
-    out.assume("prices", f"spot {fmt_usd(inputs.spot_usd_per_hour)}/h, on demand "
-               f"{fmt_usd(inputs.on_demand_usd_per_hour)}/h per instance")  # fmt: skip
-    out.assume("interruptions", f"{inputs.interruptions_per_hour:g} per instance-hour",
-               "Poisson; the providers publish ranges (AWS Spot Advisor), not rates")  # fmt: skip
+    out = Explanation(
+        f"Spot vs on-demand: {'batch job' if inputs.mode == 'job' else 'serving fleet'}"
+    )
+    out.assume(
+        "prices",
+        f"spot {fmt_usd(inputs.spot_usd_per_hour)}/h, on demand "
+        f"{fmt_usd(inputs.on_demand_usd_per_hour)}/h per instance",
+    )
+    out.assume(
+        "interruptions",
+        f"{inputs.interruptions_per_hour:g} per instance-hour",
+        "Poisson; the providers publish ranges (AWS Spot Advisor), not rates",
+    )
     out.assume("notice", fmt_hours(inputs.notice), f"{inputs.cloud} preset unless given")
     out.assume("restart", fmt_hours(inputs.restart_s), "reclaim → running again, billed")
     out.assume("Monte-Carlo", f"{inputs.runs} runs, seed {inputs.seed}")
@@ -240,43 +270,75 @@ def explain_spot(result: JobResult | FleetResult) -> Explanation:
 def _explain_job(out: Explanation, result: JobResult) -> None:
     inputs = result.inputs
     out.assume("job", f"{inputs.work_hours:g} compute-hours over {inputs.instances} shard(s)")
-    out.assume("checkpoints", f"every {fmt_hours(inputs.checkpoint_interval_s)} of work, "
-               f"{fmt_hours(inputs.checkpoint_s)} to write")  # fmt: skip
+    out.assume(
+        "checkpoints",
+        f"every {fmt_hours(inputs.checkpoint_interval_s)} of work, "
+        f"{fmt_hours(inputs.checkpoint_s)} to write",
+    )
     saves = inputs.notice >= inputs.checkpoint_s
-    out.step("on a reclaim: " + ("the notice is long enough to save a checkpoint, nothing is lost"
-             if saves else "work since the last checkpoint is lost"))  # fmt: skip
+    out.step(
+        "on a reclaim: "
+        + (
+            "the notice is long enough to save a checkpoint, nothing is lost"
+            if saves
+            else "work since the last checkpoint is lost"
+        )
+    )
     if result.closed_form_shard_hours is not None:
         lam = inputs.interruptions_per_hour
-        out.step(f"closed form per shard: (W/τ)·(1/λ + R)·(e^(λ(τ+δ)) − 1) with λ = {lam:g}/h "
-                 f"= {result.closed_form_shard_hours:.3f} h; simulated {result.mean_shard_hours:.3f} h")  # fmt: skip
-    out.step(f"completion (slowest shard): mean {result.mean_hours:.2f} h, p50 "
-             f"{result.p50_hours:.2f} h, p95 {result.p95_hours:.2f} h vs "
-             f"{result.on_demand_hours:.2f} h on demand; {result.mean_preemptions:.2f} reclaims per shard")  # fmt: skip
-    out.step(f"cost: spot {fmt_usd(inputs.spot_usd_per_hour)} × billed hours = "
-             f"{fmt_usd(result.spot_cost)}; on demand {fmt_usd(inputs.on_demand_usd_per_hour)} × "
-             f"{inputs.work_hours:g} h = {fmt_usd(result.on_demand_cost)}")  # fmt: skip
+        out.step(
+            f"closed form per shard: (W/τ)·(1/λ + R)·(e^(λ(τ+δ)) − 1) with λ = {lam:g}/h "
+            f"= {result.closed_form_shard_hours:.3f} h; simulated {result.mean_shard_hours:.3f} h"
+        )
+    out.step(
+        f"completion (slowest shard): mean {result.mean_hours:.2f} h, p50 "
+        f"{result.p50_hours:.2f} h, p95 {result.p95_hours:.2f} h vs "
+        f"{result.on_demand_hours:.2f} h on demand; "
+        f"{result.mean_preemptions:.2f} reclaims per shard"
+    )
+    out.step(
+        f"cost: spot {fmt_usd(inputs.spot_usd_per_hour)} × billed hours = "
+        f"{fmt_usd(result.spot_cost)}; on demand {fmt_usd(inputs.on_demand_usd_per_hour)} × "
+        f"{inputs.work_hours:g} h = {fmt_usd(result.on_demand_cost)}"
+    )
     share = result.spot_cost / result.on_demand_cost
     winner = "spot" if share < 1 else "on demand"
-    out.verdict = (f"{winner} is cheaper: spot costs {share:.2f}× on demand and finishes in "
-                   f"{result.mean_hours / result.on_demand_hours:.2f}× the time (p95 "
-                   f"{result.p95_hours:.2f} h)")  # fmt: skip
+    out.verdict = (
+        f"{winner} is cheaper: spot costs {share:.2f}× on demand and finishes in "
+        f"{result.mean_hours / result.on_demand_hours:.2f}× the time (p95 "
+        f"{result.p95_hours:.2f} h)"
+    )
 
 
 def _explain_fleet(out: Explanation, result: FleetResult) -> None:
     inputs = result.inputs
-    out.assume("fleet", f"{inputs.instances} replica(s), {inputs.concurrency} requests in flight "
-               f"at {fmt_pct(inputs.utilisation)} busy, {fmt_hours(inputs.request_s)} each")  # fmt: skip
+    out.assume(
+        "fleet",
+        f"{inputs.instances} replica(s), {inputs.concurrency} requests in flight "
+        f"at {fmt_pct(inputs.utilisation)} busy, {fmt_hours(inputs.request_s)} each",
+    )
     down = max(inputs.restart_s - inputs.notice, 0.0)
-    out.step(f"availability = 1/(1 + λ·D), D = max(restart − notice, 0) = {fmt_hours(down)}: "
-             f"closed form {fmt_pct(result.closed_form_availability, 2)}, simulated "
-             f"{fmt_pct(result.availability, 2)}")  # fmt: skip
-    out.step(f"failed share = λ·(request − notice)⁺: closed form "
-             f"{fmt_pct(result.closed_form_failed_share, 3)}, simulated {fmt_pct(result.failed_share, 3)}")  # fmt: skip
-    out.step(f"spot replicas for the same capacity = ceil({inputs.instances} × (1 + failed) ÷ "
-             f"availability) = {result.spot_instances_needed}; billed share incl. restarts")  # fmt: skip
-    out.step(f"per hour: spot {fmt_usd(result.spot_usd_per_hour)} vs on demand "
-             f"{fmt_usd(result.on_demand_usd_per_hour)}")  # fmt: skip
+    out.step(
+        f"availability = 1/(1 + λ·D), D = max(restart − notice, 0) = {fmt_hours(down)}: "
+        f"closed form {fmt_pct(result.closed_form_availability, 2)}, simulated "
+        f"{fmt_pct(result.availability, 2)}"
+    )
+    out.step(
+        f"failed share = λ·(request − notice)⁺: closed form "
+        f"{fmt_pct(result.closed_form_failed_share, 3)}, "
+        f"simulated {fmt_pct(result.failed_share, 3)}"
+    )
+    out.step(
+        f"spot replicas for the same capacity = ceil({inputs.instances} × (1 + failed) ÷ "
+        f"availability) = {result.spot_instances_needed}; billed share incl. restarts"
+    )
+    out.step(
+        f"per hour: spot {fmt_usd(result.spot_usd_per_hour)} vs on demand "
+        f"{fmt_usd(result.on_demand_usd_per_hour)}"
+    )
     share = result.spot_usd_per_hour / result.on_demand_usd_per_hour
     winner = "spot" if share < 1 else "on demand"
-    out.verdict = (f"{winner} is cheaper: spot costs {share:.2f}× on demand for the same capacity, "
-                   f"with {fmt_pct(result.failed_share, 2)} of requests failed (retry them)")  # fmt: skip
+    out.verdict = (
+        f"{winner} is cheaper: spot costs {share:.2f}× on demand for the same capacity, "
+        f"with {fmt_pct(result.failed_share, 2)} of requests failed (retry them)"
+    )

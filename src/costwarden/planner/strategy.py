@@ -115,18 +115,25 @@ class StrategyResult:
             "strategies": [s.to_dict() for s in self.strategies],
             "totals": {k: f"{v:f}" for k, v in self.totals.items()},
             "crossovers": [
-                {"cheaper_later": c.cheaper_later, "cheaper_first": c.cheaper_first, "day": c.day,
-                 "analytic_day": None if c.analytic_day is None else f"{c.analytic_day:f}"}
+                {
+                    "cheaper_later": c.cheaper_later,
+                    "cheaper_first": c.cheaper_first,
+                    "day": c.day,
+                    "analytic_day": None if c.analytic_day is None else f"{c.analytic_day:f}",
+                }
                 for c in self.crossovers
             ],
-        }  # fmt: skip
+        }
 
 
 def strategy_costs(inputs: StrategyInputs) -> tuple[StrategyCost, ...]:
     model, q_tokens, out_tokens = inputs.model, inputs.question_tokens, inputs.output_tokens
     cached = inputs.context_tokens * inputs.cached_share
-    cache_rate = model.input_rate if inputs.cache_read_per_mtok is None else (
-        inputs.cache_read_per_mtok / MILLION)  # fmt: skip
+    cache_rate = (
+        model.input_rate
+        if inputs.cache_read_per_mtok is None
+        else (inputs.cache_read_per_mtok / MILLION)
+    )
     long_query = (
         model.per_request(q_tokens + inputs.context_tokens - cached, out_tokens)
         + cached * cache_rate
@@ -134,17 +141,23 @@ def strategy_costs(inputs: StrategyInputs) -> tuple[StrategyCost, ...]:
     embed = inputs.embedding_per_mtok / MILLION
     index = inputs.corpus_tokens * embed
     rag = StrategyCost(
-        "rag", index, model.per_request(q_tokens + inputs.retrieved_tokens, out_tokens)
-        + q_tokens * embed, inputs.vector_store_usd_per_month / _DAYS_PER_MONTH,
-        index if inputs.reindex_every_days else Decimal(0), inputs.reindex_every_days,
-    )  # fmt: skip
+        "rag",
+        index,
+        model.per_request(q_tokens + inputs.retrieved_tokens, out_tokens) + q_tokens * embed,
+        inputs.vector_store_usd_per_month / _DAYS_PER_MONTH,
+        index if inputs.reindex_every_days else Decimal(0),
+        inputs.reindex_every_days,
+    )
     tuned_q = q_tokens if inputs.tuned_question_tokens is None else inputs.tuned_question_tokens
     training = inputs.training_cost()
     fine_tune = StrategyCost(
-        "fine-tune", training, inputs.tuned.per_request(tuned_q, out_tokens),
-        inputs.tuned_fixed_usd_per_day, training if inputs.retrain_every_days else Decimal(0),
+        "fine-tune",
+        training,
+        inputs.tuned.per_request(tuned_q, out_tokens),
+        inputs.tuned_fixed_usd_per_day,
+        training if inputs.retrain_every_days else Decimal(0),
         inputs.retrain_every_days,
-    )  # fmt: skip
+    )
     return (StrategyCost("long-context", Decimal(0), long_query, Decimal(0)), rag, fine_tune)
 
 
@@ -219,10 +232,13 @@ def fine_tune_break_even(
     """
     tuned_in = input_tokens if tuned_input_tokens is None else tuned_input_tokens
     tuned_out = output_tokens if tuned_output_tokens is None else tuned_output_tokens
-    current = (Decimal(input_tokens) * current_input_per_mtok
-               + Decimal(output_tokens) * current_output_per_mtok) / MILLION  # fmt: skip
-    tuned = (Decimal(tuned_in) * tuned_input_per_mtok
-             + Decimal(tuned_out) * tuned_output_per_mtok) / MILLION  # fmt: skip
+    current = (
+        Decimal(input_tokens) * current_input_per_mtok
+        + Decimal(output_tokens) * current_output_per_mtok
+    ) / MILLION
+    tuned = (
+        Decimal(tuned_in) * tuned_input_per_mtok + Decimal(tuned_out) * tuned_output_per_mtok
+    ) / MILLION
     saving = current - tuned
     if tuned_fixed_usd_per_day and queries_per_day is None:
         raise ValueError("a fixed daily cost needs queries_per_day to break even against")
@@ -239,29 +255,47 @@ def fine_tune_break_even(
 def explain_strategies(result: StrategyResult) -> Explanation:
     inputs = result.inputs
     q = inputs.queries_per_day
-    out = Explanation(f"RAG vs long context vs fine-tuning over {inputs.horizon_days} days "
-                      f"at {fmt_num(q)} queries/day")  # fmt: skip
+    out = Explanation(
+        f"RAG vs long context vs fine-tuning over {inputs.horizon_days} days "
+        f"at {fmt_num(q)} queries/day"
+    )
     out.assume("model", inputs.model.label())
     out.assume("tuned model", inputs.tuned.label())
     out.assume("query", f"{inputs.question_tokens} question + {inputs.output_tokens} answer tokens")
-    out.assume("long context", f"{fmt_num(inputs.context_tokens)} tokens, "
-               f"{plain(inputs.cached_share * 100)} % billed as cache reads")  # fmt: skip
-    out.assume("RAG", f"{fmt_num(inputs.retrieved_tokens)} retrieved tokens, corpus "
-               f"{fmt_num(inputs.corpus_tokens)} tokens at ${plain(inputs.embedding_per_mtok)}/1M")  # fmt: skip
-    out.assume("training", fmt_usd(inputs.training_cost()),
-               f"retrain every {inputs.retrain_every_days} days" if inputs.retrain_every_days else "once")  # fmt: skip
+    out.assume(
+        "long context",
+        f"{fmt_num(inputs.context_tokens)} tokens, "
+        f"{plain(inputs.cached_share * 100)} % billed as cache reads",
+    )
+    out.assume(
+        "RAG",
+        f"{fmt_num(inputs.retrieved_tokens)} retrieved tokens, corpus "
+        f"{fmt_num(inputs.corpus_tokens)} tokens at ${plain(inputs.embedding_per_mtok)}/1M",
+    )
+    out.assume(
+        "training",
+        fmt_usd(inputs.training_cost()),
+        f"retrain every {inputs.retrain_every_days} days" if inputs.retrain_every_days else "once",
+    )
     for s in result.strategies:
-        out.step(f"{s.name}: {fmt_usd(s.upfront)} up front + day × ({fmt_usd(s.per_day)} + "
-                 f"{fmt_num(q)} × {fmt_usd(s.per_query)}) = {fmt_usd(s.upfront)} + "
-                 f"{fmt_usd(s.daily(q))}/day" + (f" + {fmt_usd(s.recurring)} every {s.every_days} days"
-                 if s.every_days else ""))  # fmt: skip
+        out.step(
+            f"{s.name}: {fmt_usd(s.upfront)} up front + day × ({fmt_usd(s.per_day)} + "
+            f"{fmt_num(q)} × {fmt_usd(s.per_query)}) = {fmt_usd(s.upfront)} + "
+            f"{fmt_usd(s.daily(q))}/day"
+            + (f" + {fmt_usd(s.recurring)} every {s.every_days} days" if s.every_days else "")
+        )
     for c in result.crossovers:
         when = f"day {c.day}" if c.day is not None else f"not within {inputs.horizon_days} days"
         analytic = "" if c.analytic_day is None else f" (ΔF ÷ Δdaily = {c.analytic_day:.1f} days)"
         out.step(f"{c.cheaper_later} overtakes {c.cheaper_first}: {when}{analytic}")
     marks = sorted({1, 30, 90, 180, inputs.horizon_days} & set(range(1, inputs.horizon_days + 1)))
-    out.table("Cumulative cost", ("strategy", *[f"day {d}" for d in marks]),
-              [(s.name, *[fmt_usd(s.total(d, q)) for d in marks]) for s in result.strategies])  # fmt: skip
+    out.table(
+        "Cumulative cost",
+        ("strategy", *[f"day {d}" for d in marks]),
+        [(s.name, *[fmt_usd(s.total(d, q)) for d in marks]) for s in result.strategies],
+    )
     best = result.cheapest
-    out.verdict = f"over {inputs.horizon_days} days {best} is cheapest at {fmt_usd(result.totals[best])}"
+    out.verdict = (
+        f"over {inputs.horizon_days} days {best} is cheapest at {fmt_usd(result.totals[best])}"
+    )
     return out

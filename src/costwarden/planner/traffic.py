@@ -56,20 +56,28 @@ class LedgerTraffic:
         """The inputs of ``command`` this traffic provides (empty: the command takes none)."""
         if command == "selfhost":
             prompt, answer = self.mean_tokens()
-            return {"requests_per_s": f"{self.mean_rps:.6f}", "input_tokens": max(prompt, 1),
-                    "output_tokens": max(answer, 1)}  # fmt: skip
+            return {
+                "requests_per_s": f"{self.mean_rps:.6f}",
+                "input_tokens": max(prompt, 1),
+                "output_tokens": max(answer, 1),
+            }
         if command == "padding":
             self.mean_tokens()  # raises when there is nothing to sample
-            return {"output_lengths": [max(n, 1) for n in self.output_tokens],
-                    "input_lengths": [max(n, 1) for n in self.input_tokens]}  # fmt: skip
+            return {
+                "output_lengths": [max(n, 1) for n in self.output_tokens],
+                "input_lengths": [max(n, 1) for n in self.input_tokens],
+            }
         if command == "autoscale":
             return {"hourly_rps": self.day_profile(), "diurnal": None}
         return {}
 
     def describe(self, out: Explanation) -> None:
-        out.assume("ledger traffic", f"{self.requests:,} requests in {len(self.hourly)} hours",
-                   f"{self.since:%Y-%m-%d %H:%M} → {self.until:%Y-%m-%d %H:%M} UTC; "
-                   f"{len(self.output_tokens):,} requests sampled for token lengths")  # fmt: skip
+        out.assume(
+            "ledger traffic",
+            f"{self.requests:,} requests in {len(self.hourly)} hours",
+            f"{self.since:%Y-%m-%d %H:%M} → {self.until:%Y-%m-%d %H:%M} UTC; "
+            f"{len(self.output_tokens):,} requests sampled for token lengths",
+        )
 
 
 async def _refresh(store: Store) -> None:
@@ -97,6 +105,9 @@ async def ledger_traffic(
     records = await store.list_records(since, until, filters, limit=sample)
     done = [r for r in records if r.status == Status.OK and r.usage.output_tokens > 0]
     return LedgerTraffic(
-        since, until, tuple(hours),
-        tuple(r.usage.input_tokens for r in done), tuple(r.usage.output_tokens for r in done),
-    )  # fmt: skip
+        since,
+        until,
+        tuple(hours),
+        tuple(r.usage.input_tokens for r in done),
+        tuple(r.usage.output_tokens for r in done),
+    )
