@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -98,12 +99,13 @@ async def _demo_key(settings: Settings) -> str:
         await store.close()
 
 
-def _banner(settings: Settings, key: str, upstream: str) -> str:
+def _banner(settings: Settings, key: str, upstream: str, admin_key: str) -> str:
     url = f"http://{settings.gateway.host}:{settings.gateway.port}"
     return (
         "\n*** costwarden DEMO: answers come from a SIMULATED upstream "
         f"({upstream}); costs use real catalog prices. ***\n"
         f"Gateway: {url}    demo API key: {key}\n"
+        f"Dashboard: {url}/dashboard    admin key: {admin_key}\n"
         "Try:\n"
         f"  curl -s {url}/v1/chat/completions -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
@@ -115,18 +117,22 @@ def _banner(settings: Settings, key: str, upstream: str) -> str:
 async def serve(options: ServeOptions) -> None:
     settings = load_for_serve(options)
     fake: FakeUpstream | None = None
+    environ = dict(os.environ)
     if options.demo:
         fake = FakeUpstream()
         upstream = await fake.start("127.0.0.1", 0)
         settings = demo_settings(upstream, settings)
         key = await _demo_key(settings)
-        print(_banner(settings, key, upstream), file=sys.stderr, flush=True)
+        # The demo opens the dashboard too: an admin key for this run unless one is set.
+        admin_env = settings.gateway.admin_key_env
+        admin_key = environ.setdefault(admin_env, f"cw-admin-{secrets.token_urlsafe(18)}")
+        print(_banner(settings, key, upstream, admin_key), file=sys.stderr, flush=True)
     elif not settings.models:
         raise SystemExit(
             "no models configured: pass --config FILE (start from costwarden.example.yaml) "
             "or try `costwarden serve --demo`"
         )
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, environ=environ)
     config = uvicorn.Config(
         gateway,
         host=settings.gateway.host,
