@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,11 +16,12 @@ import yaml
 
 from costwarden.cli import main
 from costwarden.config import LedgerConfig, Settings
-from costwarden.distill.candidates import find_candidates
+from costwarden.distill.candidates import feature_usage, find_candidates
 from costwarden.distill.config import CandidatesConfig
 from costwarden.distill.economics import DAYS_PER_MONTH, target_rates
 from costwarden.distill.storage import PairStore, open_pair_store
 from costwarden.ledger import Store, row_from_record
+from costwarden.ledger.store import SpendRow
 from costwarden.pricing import PriceBook
 from costwarden.records import Tags, TokenUsage, UsageRecord
 from tests.distill.support import make_pair
@@ -28,6 +29,12 @@ from tests.ledger.factory import make_record
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SINCE = NOW - timedelta(days=30)
+# triage and chat started a day or two ago; cheap's oldest request is a second into the window.
+STEPS = {
+    "triage": timedelta(minutes=7),
+    "chat": timedelta(minutes=5),
+    "cheap": timedelta(days=30) / 50 - timedelta(seconds=1) / 50,
+}
 TEMPLATE = "Ticket: my {} is wrong and I was charged twice this month, please check it"
 THINGS = [
     *("invoice", "receipt", "order", "parcel", "refund", "card", "account", "password"),
@@ -56,19 +63,27 @@ def _records() -> list[UsageRecord]:
     plan.append(("cheap", 50, "gpt-4o-mini", "0.0001"))
     records = []
     for feature, count, model, cost in plan:
+        step = STEPS[feature]
         for i in range(count):
             records.append(
                 make_record(
                     len(records),
                     model=model,
                     cost=Decimal(cost),
-                    created_at=NOW - timedelta(minutes=7 * i + 1),
+                    created_at=NOW - step * (i + 1),
                     tags=Tags(feature=feature),
                     usage=TokenUsage(input_tokens=1000, output_tokens=50),
                 )
             )
     untagged = make_record(len(records), created_at=NOW - timedelta(hours=1), tags=Tags())
     return [*records, untagged]
+
+
+def _days(feature: str, count: int) -> Decimal:
+    """The span a feature's traffic is a rate over: from its first day (or the window's start)."""
+    first = NOW - STEPS[feature] * count
+    start = max(SINCE, datetime.combine(first.date(), time(), UTC))
+    return Decimal((NOW - start).total_seconds()) / 86400
 
 
 async def _seed(store: Store, pairs: PairStore) -> None:
@@ -102,11 +117,13 @@ async def test_the_templated_feature_ranks_first_with_exact_figures(
     assert [c.usage.feature for c in found] == ["triage", "chat", "cheap"]
     assert [c.ready for c in found] == [True, False, False]
     triage, chat, cheap = found
-    month = DAYS_PER_MONTH / 30
+    days = _days("triage", 300)
+    assert triage.usage.days == _days("triage", 300) < 3
+    assert cheap.usage.days == _days("cheap", 50)
     assert triage.usage.requests == 300 and triage.usage.model == "gpt-4o"
-    assert triage.monthly_current == Decimal("0.900") * month
+    assert triage.monthly_current == Decimal("0.900") * DAYS_PER_MONTH / days
     # 300 × (1000 × $0.30 + 50 × $1.20) per million tokens
-    assert triage.monthly_target == Decimal("0.108") * month
+    assert triage.monthly_target == Decimal("0.108") * DAYS_PER_MONTH / days
     assert triage.captured.pairs == triage.captured.unique_prompts == 20
     # 20 examples of 40 + 3 tokens, 3 epochs at $3.00 per million training tokens
     assert triage.training_examples == 20 and triage.training_tokens == 860
@@ -154,3 +171,24 @@ async def test_the_cli_prints_the_ranking_as_json(
     assert await asyncio.to_thread(main, argv) == 0
     table = capsys.readouterr().out
     assert "Distillation candidates" in table and table.index("triage") < table.index("cheap")
+
+
+def test_a_feature_is_a_rate_over_its_own_days_in_the_window() -> None:
+    since, until = datetime(2026, 3, 1, 12, tzinfo=UTC), datetime(2026, 3, 31, 12, tzinfo=UTC)
+
+    def row(feature: str, model: str, day: str, requests: int, cost: str) -> SpendRow:
+        group = {"feature": feature, "model": model, "day": day}
+        return SpendRow(group, requests, requests * 100, requests * 10, 0, Decimal(cost), 0)
+
+    rows = [
+        row("old", "gpt-4o", "2026-03-01", 5, "0.5"),  # its first day began before the window
+        row("old", "gpt-4o-mini", "2026-03-20", 50, "0.2"),
+        row("new", "gpt-4o", "2026-03-29", 10, "1"),
+        row("new", "gpt-4o", "2026-03-30", 10, "1"),
+        row(None, "gpt-4o", "2026-03-30", 99, "9"),  # type: ignore[arg-type]
+    ]
+    old, new = feature_usage(rows, (since, until))
+    assert (old.feature, old.days, old.requests, old.cost) == ("old", 30, 55, Decimal("0.7"))
+    assert old.model == "gpt-4o"  # the most spend, not the most requests
+    assert (new.feature, new.days, new.requests) == ("new", Decimal("2.5"), 20)
+    assert (new.input_tokens, new.output_tokens) == (2000, 200)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -96,6 +96,7 @@ async def test_export_writes_a_valid_deduplicated_redacted_training_file(
     out = tmp_path / "out" / "train.jsonl"
     argv = ["distill", "export", "--config", str(_config_file(tmp_path, ledger_config))]
     argv += ["--feature", "triage", "-o", str(out), "--validation-share", "0.2"]
+    argv += ["--since", (NOW - timedelta(days=30)).isoformat(), "--until", NOW.isoformat()]
     assert await asyncio.to_thread(main, [*argv, "--format", "json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     train, validation = _read(out), _read(tmp_path / "out" / "train.validation.jsonl")
@@ -114,12 +115,15 @@ async def test_export_writes_a_valid_deduplicated_redacted_training_file(
     assert summary["train"] == {"path": str(out), "examples": 9, "tokens": counted}
     cost = Decimal(counted * 3 * 3) / 1_000_000
     assert Decimal(summary["training_cost"]) == cost
-    # 30 requests in 30 days at $0.003 on gpt-4o vs the same tokens on the fine-tuned target
-    month = Decimal("30.436875") / 30
-    saving = (Decimal("0.09") - 30 * Decimal("0.00036")) * month
+    # 30 requests at $0.003 on gpt-4o vs the same tokens on the fine-tuned target, a rate over
+    # the days since the first one's day began
+    first_day = datetime.combine((NOW - timedelta(hours=30)).date(), time(), UTC)
+    days = Decimal((NOW - first_day).total_seconds()) / 86400
+    saving = (Decimal("0.09") - 30 * Decimal("0.00036")) * Decimal("30.436875") / days
     assert Decimal(summary["monthly_saving"]) == saving.quantize(Decimal("0.000001"))
-    days = Decimal(summary["break_even"]["days"])
-    assert abs(days - cost / saving * Decimal("30.436875")) < Decimal("1e-20")
+    break_even = Decimal(summary["break_even"]["days"])
+    assert abs(break_even - cost / saving * Decimal("30.436875")) <= Decimal("0.0000005")
+    assert summary["break_even"]["tuned_per_query"] == "0.00036"
     assert await asyncio.to_thread(main, argv) == 0  # the text summary
     text = capsys.readouterr().out
     assert "wrote 9 training examples" in text and "break-even:" in text

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from costwarden.config import LedgerConfig, Settings
+from costwarden.distill.capture import CapturePurgeJob
 from costwarden.distill.config import CaptureConfig, FeatureCapture
-from costwarden.distill.purge import CapturePurgeJob
 from costwarden.distill.storage import PairStore, open_pair_store
 from costwarden.ledger import Store
 from costwarden.monitor.jobs import build_monitor

@@ -21,19 +21,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from costwarden.distill.break_even import fine_tune_payback, to_dict
 from costwarden.distill.config import CandidatesConfig
-from costwarden.distill.economics import FeatureUsage, TargetRates, per_month
+from costwarden.distill.economics import (
+    FeatureUsage,
+    TargetRates,
+    fine_tune_payback,
+    per_month,
+    to_dict,
+)
 from costwarden.distill.similarity import Repetitiveness, repetitiveness
 from costwarden.distill.storage import CapturedPair, PairStore
 from costwarden.ledger.store import SpendRow, Store
 from costwarden.planner.strategy import BreakEven
 
 MIN_EXAMPLES = 10  # the fewest a fine-tuning job accepts (OpenAI)
+_GROUPS = ("feature", "model", "day")
 _SECONDS_PER_DAY = Decimal(86400)
 
 
@@ -98,19 +104,25 @@ class Candidate:
         }
 
 
-def feature_usage(rows: list[SpendRow]) -> list[FeatureUsage]:
-    """Per feature, from spend rows grouped by (feature, model); untagged traffic is left out
-    (nothing routes it to a fine-tune by feature)."""
+def feature_usage(rows: list[SpendRow], window: tuple[datetime, datetime]) -> list[FeatureUsage]:
+    """Per feature, from spend rows grouped by (feature, model, day); untagged traffic is left
+    out (nothing routes it to a fine-tune by feature)."""
     by_feature: dict[str, list[SpendRow]] = defaultdict(list)
     for row in rows:
         feature = row.group.get("feature")
         if feature is not None:
             by_feature[feature].append(row)
-    return [_usage(feature, group) for feature, group in by_feature.items()]
+    return [_usage(feature, group, window) for feature, group in by_feature.items()]
 
 
-def _usage(feature: str, rows: list[SpendRow]) -> FeatureUsage:
-    main = max(rows, key=lambda r: (r.cost, r.requests))
+def _usage(feature: str, rows: list[SpendRow], window: tuple[datetime, datetime]) -> FeatureUsage:
+    by_model: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
+    for row in rows:
+        cost, requests = by_model[str(row.group.get("model"))]
+        by_model[str(row.group.get("model"))] = (cost + row.cost, requests + row.requests)
+    since, until = window
+    first_day = datetime.fromisoformat(min(str(r.group.get("day")) for r in rows))
+    start = max(since, first_day.replace(tzinfo=UTC))
     return FeatureUsage(
         feature=feature,
         requests=sum(r.requests for r in rows),
@@ -118,7 +130,8 @@ def _usage(feature: str, rows: list[SpendRow]) -> FeatureUsage:
         output_tokens=sum(r.output_tokens for r in rows),
         cost=sum((r.cost for r in rows), Decimal(0)),
         unpriced=sum(r.unknown_cost_requests for r in rows),
-        model=str(main.group.get("model")),
+        model=max(by_model, key=lambda m: by_model[m]),
+        days=Decimal((until - start).total_seconds()) / _SECONDS_PER_DAY,
     )
 
 
@@ -151,25 +164,19 @@ def _ready(captured: CapturedStats, config: CandidatesConfig) -> bool:
     )
 
 
-def monthly_costs(
-    usage: FeatureUsage, rates: TargetRates, days: Decimal
-) -> tuple[Decimal, Decimal]:
-    """(a month on the current model, a month on the target) at the window's rate."""
+def monthly_costs(usage: FeatureUsage, rates: TargetRates) -> tuple[Decimal, Decimal]:
+    """(a month on the current model, a month on the target) at the feature's rate."""
     target = rates.serving_cost(usage.requests, usage.input_tokens, usage.output_tokens)
+    days = usage.days
     return per_month(usage.cost, days), per_month(target, days) + rates.monthly_fixed
-
-
-def window_days(window: tuple[datetime, datetime]) -> Decimal:
-    since, until = window
-    return Decimal((until - since).total_seconds()) / _SECONDS_PER_DAY
 
 
 async def usage_of(
     store: Store, feature: str, window: tuple[datetime, datetime]
 ) -> FeatureUsage | None:
     """One feature's recorded traffic (None: none in the window)."""
-    rows = await store.spend(["feature", "model"], *window, filters={"feature": feature})
-    usages = feature_usage(rows)
+    rows = await store.spend(_GROUPS, *window, filters={"feature": feature})
+    usages = feature_usage(rows, window)
     return usages[0] if usages else None
 
 
@@ -178,10 +185,9 @@ def candidate(
     captured: CapturedStats,
     rates: TargetRates,
     config: CandidatesConfig,
-    days: Decimal,
 ) -> Candidate:
-    """One feature's economics over a window of ``days`` days."""
-    monthly_current, monthly_target = monthly_costs(usage, rates, days)
+    """One feature's economics (see module docstring)."""
+    monthly_current, monthly_target = monthly_costs(usage, rates)
     if captured.unique_prompts >= MIN_EXAMPLES:
         examples = min(captured.unique_prompts, config.max_training_examples)
         per_example = captured.tokens_per_example
@@ -189,7 +195,7 @@ def candidate(
         examples, per_example = config.default_training_examples, usage.tokens_per_request
     tokens = round(examples * per_example)
     training = rates.training_cost(tokens)
-    payback = fine_tune_payback(usage, rates, training, days)
+    payback = fine_tune_payback(usage, rates, training)
     return Candidate(
         usage,
         captured,
@@ -218,11 +224,10 @@ async def find_candidates(
 ) -> list[Candidate]:
     """Every feature of the window, ranked (see module docstring)."""
     since, until = window
-    days = window_days(window)
-    rows = await store.spend(["feature", "model"], since, until)
+    rows = await store.spend(_GROUPS, since, until)
     found = []
-    for usage in feature_usage(rows):
+    for usage in feature_usage(rows, window):
         captured = await pairs.pairs(usage.feature, until, since, config.max_analysed_pairs)
         stats = captured_stats(captured, config)
-        found.append(candidate(usage, stats, rates, config, days))
+        found.append(candidate(usage, stats, rates, config))
     return rank(found)

@@ -8,19 +8,30 @@ random draw before the call, and a non-blocking queue put after the client has i
 (a streamed answer is folded back into JSON by ``savings/answers.py`` as it passes, as for
 the exact cache). It runs last, so a request a cache answered is not captured: it never
 reached a model, and its answer is already on record from the first time.
+
+The retention purge is a monitor job (``monitor/jobs.py``): it runs in the one replica holding
+the monitor lease, every ``capture.purge_interval_s``. A pair is deleted once the
+``expires_at`` it was stored with has passed, or once it is older than its feature's retention
+as configured now (a retention shortened since capture applies at once). The job runs whether
+capture is on or not: turning capture off must not keep what was captured past its retention.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from datetime import datetime, timedelta
 from typing import Any
 
-from costwarden.config import Settings
+from costwarden.config import LedgerConfig, Settings
 from costwarden.distill.config import CaptureConfig
-from costwarden.distill.writer import CaptureWriter, Pending
+from costwarden.distill.storage import PairStore, open_pair_store
+from costwarden.distill.writer import CaptureWriter, OpenPairStore, Pending
 from costwarden.providers.base import CHAT, MESSAGES
 from costwarden.records import Status
 from costwarden.savings.stages import BaseStage, Exchange, Reply
+
+log = logging.getLogger("costwarden.distill")
 
 _NOTE = "capture"
 _APIS = frozenset({CHAT, MESSAGES})
@@ -36,10 +47,7 @@ class CaptureStage(BaseStage):
         self.features = frozenset(self._rates)
         self._writer = writer
         self._random = (rng or random.Random()).random
-
-    @property
-    def writer(self) -> CaptureWriter:
-        return self._writer
+        self._max_bytes = config.max_pair_bytes
 
     async def on_request(self, ex: Exchange) -> Reply | None:
         feature = ex.record.tags.feature
@@ -55,6 +63,9 @@ class CaptureStage(BaseStage):
         feature = ex.notes.get(_NOTE)
         if feature is None or ex.record.status is not Status.OK:
             return
+        usage = ex.record.usage
+        if usage.input_tokens + usage.output_tokens > self._max_bytes:
+            return  # a token is at least a byte: surely too big, and not worth queueing
         self._writer.offer(Pending(feature, ex.api, ex.payload, answer, ex.record))
 
     async def close(self) -> None:
@@ -67,3 +78,42 @@ def build_capture_stage(settings: Settings) -> CaptureStage | None:
     if not config.active_features():
         return None
     return CaptureStage(config, CaptureWriter(config, settings.ledger))
+
+
+def retention_cutoffs(config: CaptureConfig, now: datetime) -> dict[str, datetime]:
+    """Per configured feature (paused ones too), the oldest capture time it may keep."""
+    return {
+        name: now - timedelta(days=feature.retention_days)
+        for name, feature in config.features.items()
+    }
+
+
+async def purge_expired(store: PairStore, config: CaptureConfig, now: datetime) -> int:
+    """Delete the pairs past their retention at ``now``; how many."""
+    return await store.purge(now, retention_cutoffs(config, now))
+
+
+class CapturePurgeJob:
+    name = "capture_purge"
+
+    def __init__(
+        self,
+        config: CaptureConfig,
+        ledger: LedgerConfig,
+        open_store: OpenPairStore = open_pair_store,
+    ) -> None:
+        self._config = config
+        self._ledger = ledger
+        self._open_store = open_store
+        self.interval_s = config.purge_interval_s
+
+    async def run(self, now: datetime) -> None:
+        # A connection per run: the job runs hourly, and holding one (or a PostgreSQL pool)
+        # open between runs for a table that is often empty is not worth it.
+        store = await self._open_store(self._ledger)
+        try:
+            deleted = await purge_expired(store, self._config, now)
+        finally:
+            await store.close()
+        if deleted:
+            log.info("capture purge: deleted %d pairs past their retention", deleted)

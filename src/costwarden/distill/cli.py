@@ -17,12 +17,11 @@ import orjson
 from rich.console import Console
 
 from costwarden.config import Settings
-from costwarden.distill.break_even import fine_tune_payback
-from costwarden.distill.candidates import find_candidates, monthly_costs, usage_of, window_days
+from costwarden.distill.candidates import find_candidates, monthly_costs, usage_of
+from costwarden.distill.capture import purge_expired
 from costwarden.distill.config import FeatureCapture
-from costwarden.distill.economics import TargetRates, target_rates
+from costwarden.distill.economics import TargetRates, fine_tune_payback, target_rates
 from costwarden.distill.export import prepare, validation_path, write_jsonl
-from costwarden.distill.purge import purge_expired
 from costwarden.distill.redaction import RedactionChain
 from costwarden.distill.render import ExportSummary, candidates_table
 from costwarden.distill.storage import PairStore, open_pair_store
@@ -132,9 +131,8 @@ async def _export(args: argparse.Namespace, run: _Run) -> int:
     usage = await usage_of(store, args.feature, window)
     monthly, payback = None, None
     if usage is not None:
-        days = window_days(window)
-        monthly = monthly_costs(usage, rates, days)
-        payback = fine_tune_payback(usage, rates, rates.training_cost(train.tokens), days)
+        monthly = monthly_costs(usage, rates)
+        payback = fine_tune_payback(usage, rates, rates.training_cost(train.tokens))
     summary = ExportSummary(
         args.feature, train, validation, examples.duplicates, rates, monthly, payback
     )

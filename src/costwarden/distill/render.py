@@ -10,9 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from costwarden.distill.break_even import describe, to_dict
 from costwarden.distill.candidates import MIN_EXAMPLES, Candidate
-from costwarden.distill.economics import TargetRates
+from costwarden.distill.economics import TargetRates, describe, to_dict
 from costwarden.distill.export import WrittenFile
 from costwarden.planner.strategy import BreakEven
 from costwarden.reports import format_money

@@ -20,7 +20,7 @@ from costwarden.distill.storage import (
     purge_sql,
     select_sql,
 )
-from costwarden.ledger.sqlite import sqlite_timestamp
+from costwarden.ledger.sqlite_rows import sqlite_timestamp
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from costwarden.config import Settings
-from costwarden.distill.purge import CapturePurgeJob
+from costwarden.distill.capture import CapturePurgeJob
 from costwarden.ledger.store import Store
 from costwarden.monitor.alerts import AlertRouter
 from costwarden.monitor.anomaly_watch import AnomalyWatch

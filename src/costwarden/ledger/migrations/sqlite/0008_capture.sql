@@ -1,6 +1,6 @@
 -- Request/response pairs captured for distillation (distill/capture.py): only for features
 -- that opted in, redacted before they get here, deleted once expires_at has passed
--- (distill/purge.py). One row per request at most.
+-- (distill/capture.py). One row per request at most.
 CREATE TABLE captured_pairs (
     request_id    TEXT PRIMARY KEY,
     feature       TEXT NOT NULL,
