@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import subprocess
 import sys
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -80,3 +82,25 @@ async def test_report_formats_sum_exactly(tmp_path: Path) -> None:
 
     bad = cli(config, "report", "--by", "colour")
     assert bad.returncode == 2 and "colour" in bad.stderr
+
+
+def test_fake_upstream_command_takes_its_own_options() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cli = Path(sys.executable).parent / "costwarden"
+    proc = subprocess.Popen([str(cli), "fake-upstream", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        assert f"listening on http://127.0.0.1:{port}" in proc.stdout.readline()
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 (localhost)
+            assert json.loads(resp.read())["usage"]["prompt_tokens"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -212,11 +212,6 @@ async def _migrate(_: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-def _fake_upstream(args: argparse.Namespace) -> int:
-    fake_upstream_main(args.args)
-    return 0
-
-
 def _plan(args: argparse.Namespace) -> int:
     # Most planner commands never touch the ledger: settings load only for --from-ledger.
     return plan_command(args, lambda: _settings(args))
@@ -252,7 +247,12 @@ _OFFLINE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["fake-upstream"]:
+        # Its own options follow it; argparse's REMAINDER in a subparser drops leading ones.
+        fake_upstream_main(given[1:])
+        return 0
+    args = _parser().parse_args(given)
     try:
         if args.command == "serve":
             options = ServeOptions(
@@ -265,8 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_for_serve(options)  # fail fast on a bad config, before uvicorn starts
             run_server(options)
             return 0
-        if args.command == "fake-upstream":
-            return _fake_upstream(args)
         if args.command in _OFFLINE_COMMANDS:
             return _OFFLINE_COMMANDS[args.command](args)
         settings = _settings(args)
