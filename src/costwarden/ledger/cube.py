@@ -68,6 +68,34 @@ SUM_COLUMNS: tuple[str, ...] = (
 )
 
 
+CUBE_COLUMNS: tuple[str, ...] = ("grain", "start", *KEY_COLUMNS, *SUM_COLUMNS)
+CUBE_INSERT = f"INSERT INTO usage_cube ({', '.join(CUBE_COLUMNS)}) "
+
+
+def hour_select_sql(mark: Callable[[int], str], nano_sum: Callable[[str], str]) -> str:
+    """SELECT of one hour's cube rows from its records (binds: start, end as 1 and 2);
+    ``nano_sum`` is the dialect's exact sum of a money column in nano-dollars."""
+    start, end = mark(1), mark(2)
+    keys = ", ".join(RECORD_KEY_EXPRESSIONS)
+    return (
+        f"SELECT 'hour', {start}, {keys}, COUNT(*), COALESCE(SUM(input_tokens), 0), "  # noqa: S608
+        "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), "
+        f"{nano_sum('cost')}, COUNT(*) - COUNT(cost), {nano_sum('cost_saved')} "
+        f"FROM usage_records WHERE created_at >= {start} AND created_at < {end} GROUP BY {keys}"
+    )
+
+
+def day_from_hours_sql(mark: Callable[[int], str]) -> str:
+    """INSERT of one day's cube rows summed from its hour rows (binds: start, end as 1, 2)."""
+    start, end = mark(1), mark(2)
+    keys = ", ".join(KEY_COLUMNS)
+    sums = ", ".join(f"SUM({c})" for c in SUM_COLUMNS)
+    return (
+        f"{CUBE_INSERT}SELECT 'day', {start}, {keys}, {sums} FROM usage_cube "  # noqa: S608
+        f"WHERE grain = 'hour' AND start >= {start} AND start < {end} GROUP BY {keys}"
+    )
+
+
 # The narrow rollup (``usage_cube_dim``): the cube summed per single dimension. A table of users
 # or a chart stacked by team reads it: a few thousand rows a day instead of one per combination.
 NARROW_DIMENSIONS: tuple[str, ...] = (

@@ -15,13 +15,13 @@ import asyncpg
 import orjson
 
 from costwarden.ledger.cube import (
+    CUBE_INSERT,
     DAY,
     HOUR,
-    KEY_COLUMNS,
-    RECORD_KEY_EXPRESSIONS,
-    SUM_COLUMNS,
+    day_from_hours_sql,
     floor_day,
     floor_hour,
+    hour_select_sql,
     narrow_refresh_sql,
 )
 from costwarden.ledger.rows import COLUMNS
@@ -35,25 +35,13 @@ _MARK_DIRTY = (
     "INSERT INTO rollup_dirty (hour, version) VALUES ($1, 1) "
     "ON CONFLICT (hour) DO UPDATE SET version = rollup_dirty.version + 1"
 )
-_CUBE_COLUMNS = ", ".join(("grain", "start", *KEY_COLUMNS, *SUM_COLUMNS))
-_GROUP_KEYS = ", ".join(RECORD_KEY_EXPRESSIONS)
 # ROUND(numeric) rounds half away from zero (SQLite's nano_sum: half-even); they can differ
 # only on a cell whose exact sum ends in exactly half a nano-dollar.
-_HOUR_FROM_RECORDS = (
-    f"INSERT INTO usage_cube ({_CUBE_COLUMNS}) "  # noqa: S608 (constant column names only)
-    f"SELECT 'hour', $1, {_GROUP_KEYS}, COUNT(*), COALESCE(SUM(input_tokens), 0), "
-    "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), "
-    "ROUND(COALESCE(SUM(cost), 0) * 1000000000)::BIGINT, COUNT(*) - COUNT(cost), "
-    "ROUND(COALESCE(SUM(cost_saved), 0) * 1000000000)::BIGINT "
-    f"FROM usage_records WHERE created_at >= $1 AND created_at < $2 GROUP BY {_GROUP_KEYS}"
+_HOUR_FROM_RECORDS = CUBE_INSERT + hour_select_sql(
+    lambda index: f"${index}",
+    lambda column: f"ROUND(COALESCE(SUM({column}), 0) * 1000000000)::BIGINT",
 )
-_DAY_FROM_HOURS = (
-    f"INSERT INTO usage_cube ({_CUBE_COLUMNS}) "  # noqa: S608
-    f"SELECT 'day', $1, {', '.join(KEY_COLUMNS)}, "
-    + ", ".join(f"SUM({c})" for c in SUM_COLUMNS)
-    + " FROM usage_cube WHERE grain = 'hour' AND start >= $1 AND start < $2 "
-    f"GROUP BY {', '.join(KEY_COLUMNS)}"
-)
+_DAY_FROM_HOURS = day_from_hours_sql(lambda index: f"${index}")
 _NARROW_DELETE, _NARROW_INSERTS = narrow_refresh_sql(lambda index: f"${index}")
 _TAKE_LEASE = (
     "INSERT INTO monitor_leases (name, holder, expires_at) VALUES ($1, $2, $3) "

@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 
 from costwarden.ledger.cube import (
+    CUBE_COLUMNS,
+    CUBE_INSERT,
     DAY,
     HOUR,
-    KEY_COLUMNS,
-    RECORD_KEY_EXPRESSIONS,
-    SUM_COLUMNS,
+    day_from_hours_sql,
+    hour_select_sql,
     narrow_refresh_sql,
     usd_to_nano,
 )
@@ -36,25 +37,9 @@ _MARK_DIRTY = (
     "INSERT INTO rollup_dirty (hour, version) VALUES (?, 1) "
     "ON CONFLICT (hour) DO UPDATE SET version = version + 1"
 )
-_CUBE_COLUMNS = ", ".join(("grain", "start", *KEY_COLUMNS, *SUM_COLUMNS))
-_GROUP_KEYS = ", ".join(RECORD_KEY_EXPRESSIONS)
-_HOUR_FROM_RECORDS = (
-    f"SELECT 'hour', ?, {_GROUP_KEYS}, COUNT(*), COALESCE(SUM(input_tokens), 0), "  # noqa: S608
-    "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), nano_sum(cost), "
-    "COUNT(*) - COUNT(cost), nano_sum(cost_saved) "
-    f"FROM usage_records WHERE created_at >= ? AND created_at < ? GROUP BY {_GROUP_KEYS}"
-)
-_INSERT_CUBE_ROW = (
-    f"INSERT INTO usage_cube ({_CUBE_COLUMNS}) "  # noqa: S608 (constant column names only)
-    f"VALUES ({', '.join('?' for _ in range(2 + len(KEY_COLUMNS) + len(SUM_COLUMNS)))})"
-)
-_DAY_FROM_HOURS = (
-    f"INSERT INTO usage_cube ({_CUBE_COLUMNS}) "  # noqa: S608
-    f"SELECT 'day', ?, {', '.join(KEY_COLUMNS)}, "
-    + ", ".join(f"SUM({c})" for c in SUM_COLUMNS)
-    + " FROM usage_cube WHERE grain = 'hour' AND start >= ? AND start < ? "
-    f"GROUP BY {', '.join(KEY_COLUMNS)}"
-)
+_HOUR_FROM_RECORDS = hour_select_sql(lambda i: f"?{i}", lambda column: f"nano_sum({column})")
+_INSERT_CUBE_ROW = f"{CUBE_INSERT}VALUES ({', '.join('?' for _ in CUBE_COLUMNS)})"
+_DAY_FROM_HOURS = day_from_hours_sql(lambda index: f"?{index}")
 _NARROW_DELETE, _NARROW_INSERTS = narrow_refresh_sql(lambda index: f"?{index}")
 _TAKE_LEASE = (
     "INSERT INTO monitor_leases (name, holder, expires_at) VALUES (?, ?, ?) "
@@ -125,7 +110,7 @@ def read_hour(conn: sqlite3.Connection, hour: str) -> list[tuple[Any, ...]]:
     """The hour's cube rows, computed from its records. Runs on a reader connection, outside
     any write transaction, so the ledger writer is not held up while an hour is summed."""
     end = _text(datetime.fromisoformat(hour) + HOUR)
-    return [tuple(r) for r in conn.execute(_HOUR_FROM_RECORDS, (hour, hour, end))]
+    return [tuple(r) for r in conn.execute(_HOUR_FROM_RECORDS, (hour, end))]
 
 
 def write_hour(conn: sqlite3.Connection, hour: str, version: int, rows: Sequence[Sequence[Any]],
@@ -150,7 +135,7 @@ def _recompute_day(conn: sqlite3.Connection, day: str) -> None:
     start = f"{day}T00{_HOUR_SUFFIX}"
     end = _text(datetime.fromisoformat(start) + DAY)
     conn.execute("DELETE FROM usage_cube WHERE grain = 'day' AND start = ?", (start,))
-    conn.execute(_DAY_FROM_HOURS, (start, start, end))
+    conn.execute(_DAY_FROM_HOURS, (start, end))
     _refresh_narrow(conn, "day", start)
 
 
