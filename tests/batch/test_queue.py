@@ -33,8 +33,14 @@ async def new_job(queue: BatchQueue, items: int, **spec: object) -> str:
 
 def done(item_id: str, token: str, cost: str = "0.001") -> Outcome:
     return Outcome(
-        item_id, token, ItemStatus.DONE, f"cwb-{item_id}", http_status=200, result="{}",
-        cost=Decimal(cost), record="{}",
+        item_id,
+        token,
+        ItemStatus.DONE,
+        f"cwb-{item_id}",
+        http_status=200,
+        result="{}",
+        cost=Decimal(cost),
+        record="{}",
     )
 
 
@@ -116,8 +122,13 @@ async def test_retry_waits_for_its_time(queue: BatchQueue, clock: Clock) -> None
     await new_job(queue, 1)
     [item] = await queue.items.claim("w1", 1, LEASE_S, mode="direct")
     retry = Outcome(
-        item.item_id, item.lease_token, ItemStatus.QUEUED, item.request_id, http_status=503,
-        error='{"code": "upstream_error", "message": "overloaded"}', retry_at=clock.now + 10,
+        item.item_id,
+        item.lease_token,
+        ItemStatus.QUEUED,
+        item.request_id,
+        http_status=503,
+        error='{"code": "upstream_error", "message": "overloaded"}',
+        retry_at=clock.now + 10,
     )
     assert await queue.items.finish([retry]) == {item.item_id}
     assert await queue.items.claim("w1", 1, LEASE_S, mode="direct") == []
@@ -126,9 +137,7 @@ async def test_retry_waits_for_its_time(queue: BatchQueue, clock: Clock) -> None
     assert again.attempt == 2
 
 
-async def test_attempts_run_out_when_leases_keep_expiring(
-    queue: BatchQueue, clock: Clock
-) -> None:
+async def test_attempts_run_out_when_leases_keep_expiring(queue: BatchQueue, clock: Clock) -> None:
     job_id = await new_job(queue, 1, max_attempts=2, failure_budget=1.0)
     for _ in range(2):
         assert len(await queue.items.claim("w", 1, LEASE_S, mode="direct")) == 1
@@ -207,14 +216,26 @@ async def test_unrecorded_lists_done_items_until_marked(queue: BatchQueue, clock
 
 async def test_gateway_intake_reuses_the_open_job(queue: BatchQueue) -> None:
     spec = JobSpec(
-        MODEL, "chat.completions", "direct", 0.01, 3, source="gateway",
+        MODEL,
+        "chat.completions",
+        "direct",
+        0.01,
+        3,
+        source="gateway",
         principal=Principal("key-1", "alice"),
     )
     first = await queue.jobs.intake(spec)
     second = await queue.jobs.intake(spec)
     other = await queue.jobs.intake(
-        JobSpec(MODEL, "chat.completions", "direct", 0.01, 3, source="gateway",
-                principal=Principal("key-2", "bob"))
+        JobSpec(
+            MODEL,
+            "chat.completions",
+            "direct",
+            0.01,
+            3,
+            source="gateway",
+            principal=Principal("key-2", "bob"),
+        )
     )
     assert first.job_id == second.job_id != other.job_id
     assert first.status == JobStatus.OPEN

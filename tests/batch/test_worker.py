@@ -40,9 +40,13 @@ async def submit(settings: Settings, bodies: list[dict[str, object]], **spec: ob
     queue = await open_queue(settings)
     try:
         fields: dict[str, object] = {
-            "model": MODEL, "api": "chat.completions", "mode": "direct",
-            "failure_budget": 0.05, "max_attempts": 3,
-            "principal": Principal("key-b", "bea", "ml"), "tags": Tags(feature="nightly"),
+            "model": MODEL,
+            "api": "chat.completions",
+            "mode": "direct",
+            "failure_budget": 0.05,
+            "max_attempts": 3,
+            "principal": Principal("key-b", "bea", "ml"),
+            "tags": Tags(feature="nightly"),
             **spec,
         }
         job = await queue.jobs.create(JobSpec(**fields))  # type: ignore[arg-type]
@@ -155,10 +159,15 @@ async def test_sigterm_drains_in_flight_items_and_exits(tmp_path: Path, fake: Fa
     slow = [chat_body(PROMPT, latency_ms=2000) for _ in range(4)]
     job_id = await submit(settings, slow + [chat_body(PROMPT) for _ in range(20)])
     started: list[Worker] = []
+    ready = asyncio.Event()
+
+    def on_start(worker: Worker) -> None:
+        started.append(worker)
+        ready.set()
+
     options = WorkerOptions(job_id=job_id, concurrency=4, notice_s=0.3)
-    run = asyncio.create_task(run_worker(settings, options, on_start=started.append))
-    while not started:
-        await asyncio.sleep(0.01)
+    run = asyncio.create_task(run_worker(settings, options, on_start=on_start))
+    await ready.wait()
     await asyncio.sleep(0.3)  # the four slow items are in flight
     started[0].stop()
     assert await asyncio.wait_for(run, 10) == 0

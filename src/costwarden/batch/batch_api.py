@@ -2,10 +2,13 @@
 rate, each result mapped back to its item by ``custom_id`` (the item id).
 
 One submission at a time per lane: claim up to ``batch_api.max_items`` queued items of a
-``batch_api`` job (or resume a submission whose worker died), write the input JSONL, upload
-it, create the batch (metadata names the submission), store the batch id, then poll until the
-batch ends, heartbeating the lease meanwhile. A stopping worker releases its submission: the
-provider batch runs on and the next worker to claim it polls the same batch, never a copy.
+``batch_api`` job (or resume a submission whose worker died), reserve each item's worst case
+at the batch price (the refused ones go back to the queue, see admit.py), write the input
+JSONL of the admitted ones, upload it, create the batch (metadata names the submission),
+store the batch id, then poll until the batch ends, heartbeating the lease meanwhile; each
+item's reservation is settled with its cost as its result comes back. A stopping worker
+releases its submission: the provider batch runs on and the next worker to claim it polls the
+same batch, never a copy (and reserves its items again).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from costwarden.batch.admit import admit_group, readmit_group
 from costwarden.batch.context import WorkerContext, WorkerOptions
 from costwarden.batch.models import ClaimedItem, Job, Outcome, Submission
 from costwarden.batch.openai_batch import (
@@ -33,6 +37,7 @@ from costwarden.batch.openai_batch import (
 )
 from costwarden.batch.recording import new_record, price_attempt
 from costwarden.config import EndpointConfig, ModelConfig
+from costwarden.policy.engine import Admission
 from costwarden.records import Attempt, UsageRecord, utcnow
 
 log = logging.getLogger("costwarden.batch")
@@ -64,7 +69,11 @@ class BatchApiLane:
         ctx = self._ctx
         while not stop.is_set():
             submission = await ctx.queue.submissions.claim(
-                ctx.owner, ctx.config.batch_api.max_items, ctx.config.lease_s, self._options.job_id
+                ctx.owner,
+                ctx.config.batch_api.max_items,
+                ctx.config.lease_s,
+                self._options.job_id,
+                ctx.gate.paused_jobs(),
             )
             self.idle = submission is None
             if submission is None:
@@ -75,6 +84,10 @@ class BatchApiLane:
             except (_Stopped, BatchApiError, aiohttp.ClientError, TimeoutError) as exc:
                 if not isinstance(exc, _Stopped):
                     log.warning("batch: submission %s: %s", submission.submission_id, exc)
+                await ctx.queue.submissions.release(submission)
+                await _sleep_unless(stop, self._options.idle_poll_s)
+            except Exception:  # e.g. the counters' Redis is down: the submission waits
+                log.exception("batch: submission %s failed", submission.submission_id)
                 await ctx.queue.submissions.release(submission)
                 await _sleep_unless(stop, self._options.idle_poll_s)
 
@@ -88,21 +101,37 @@ class BatchApiLane:
         client = BatchApiClient(ctx.session, endpoint, ctx.api_keys.get(endpoint.name))
         records = {item.item_id: new_record(job, item) for item in sub.items}
         t0 = time.perf_counter()
-        batch = await self._provider_batch(client, sub, job, model, records)
+        batch, held = await self._provider_batch(client, sub, job, model, records)
         if batch is None:
-            return  # lease lost: whoever holds it now carries on
-        while batch["status"] not in TERMINAL:
-            await _sleep_unless(stop, ctx.config.batch_api.poll_interval_s)
-            if stop.is_set():
-                raise _Stopped
-            batch = await client.retrieve(batch["id"])
+            return  # lease lost, or every item refused: whoever holds them carries on
+        try:
+            while batch["status"] not in TERMINAL:
+                await _sleep_unless(stop, ctx.config.batch_api.poll_interval_s)
+                if stop.is_set():
+                    raise _Stopped
+                batch = await client.retrieve(batch["id"])
+        except BaseException:
+            ctx.controls.abandon(held.values())  # the batch runs on: its next worker reserves
+            raise
         done = _Finished(job, model, endpoint, batch, await _results(client, batch), t0)
-        outcomes = [
-            self._outcome(done, item, records[item.item_id])
-            for item in await ctx.queue.submissions.items_left(sub)
-        ]
+        left = await ctx.queue.submissions.items_left(sub)
+        outcomes = [self._outcome(done, item, records[item.item_id]) for item in left]
+        await self._settle(held, done, records)
         await asyncio.gather(*(ctx.completer.finish(o, r) for o, r in outcomes))
         await ctx.queue.submissions.close(sub)
+
+    async def _settle(
+        self, held: dict[str, Admission | None], done: _Finished, records: dict[str, UsageRecord]
+    ) -> None:
+        """Each item's reservation: replaced by its cost when the batch answered it, returned
+        when the batch ended without it (expired, cancelled, failed validation)."""
+        for item_id, admission in held.items():
+            if admission is None:
+                continue
+            if item_id in done.lines:
+                self._ctx.controls.settle(admission, records[item_id])
+            else:
+                await self._ctx.controls.release(admission)
 
     async def _provider_batch(
         self,
@@ -111,27 +140,56 @@ class BatchApiLane:
         job: Job,
         model: ModelConfig,
         records: dict[str, UsageRecord],
-    ) -> dict[str, Any] | None:
-        """The provider batch of the submission: created now, or found again if a dead
-        worker created it (whether or not it lived to store the id)."""
+    ) -> tuple[dict[str, Any] | None, dict[str, Admission | None]]:
+        """The provider batch of the submission — created now, or found again if a dead
+        worker created it (whether or not it lived to store the id) — and its items'
+        reservations."""
+        ctx = self._ctx
+        price = ctx.pricer.batch_api(model, model.endpoints[0], utcnow())
+        found = None
         if sub.provider_batch_id is not None:
-            return await client.retrieve(sub.provider_batch_id)
-        found = await client.find(sub.submission_id) if sub.resumed else None
-        if found is None:
-            for record in records.values():
-                self._ctx.ledger.append_pending(record)  # before any upstream sees them
-            upstream_model = model.endpoints[0].upstream_model or model.name
-            content = b"".join(
-                input_line(item.item_id, job.api, {**_unstreamed(item), "model": upstream_model})
-                for item in sub.items
-            )
-            file_id = await client.upload(content, f"{sub.submission_id}.jsonl")
-            metadata = {SUBMISSION_KEY: sub.submission_id, "costwarden_job": job.job_id}
-            window = self._ctx.config.batch_api.completion_window
-            found = await client.create(file_id, job.api, metadata, window)
-        if not await self._ctx.queue.submissions.submitted(sub, str(found["id"])):
-            return None
-        return found
+            found = await client.retrieve(sub.provider_batch_id)
+        elif sub.resumed:
+            found = await client.find(sub.submission_id)
+        if found is not None:
+            held = await readmit_group(ctx, job, list(sub.items), records, price)
+        else:
+            held = await admit_group(ctx, job, sub.items, records, price)
+            if not held:
+                await ctx.queue.submissions.close(sub)
+                return None, {}
+            try:
+                admitted = {i: r for i, r in records.items() if i in held}
+                found = await self._create(client, sub, job, model, admitted)
+            except BaseException:
+                await asyncio.gather(*(ctx.controls.release(a) for a in held.values() if a))
+                raise
+        if not await ctx.queue.submissions.submitted(sub, str(found["id"])):
+            ctx.controls.abandon(held.values())
+            return None, {}
+        return found, held
+
+    async def _create(
+        self,
+        client: BatchApiClient,
+        sub: Submission,
+        job: Job,
+        model: ModelConfig,
+        records: dict[str, UsageRecord],
+    ) -> dict[str, Any]:
+        """Upload the items of ``records`` (those admitted) and create the provider batch."""
+        items = [item for item in sub.items if item.item_id in records]
+        for item in items:
+            self._ctx.ledger.append_pending(records[item.item_id])  # before any upstream
+        upstream_model = model.endpoints[0].upstream_model or model.name
+        content = b"".join(
+            input_line(item.item_id, job.api, {**_unstreamed(item), "model": upstream_model})
+            for item in items
+        )
+        file_id = await client.upload(content, f"{sub.submission_id}.jsonl")
+        metadata = {SUBMISSION_KEY: sub.submission_id, "costwarden_job": job.job_id}
+        window = self._ctx.config.batch_api.completion_window
+        return await client.create(file_id, job.api, metadata, window)
 
     def _outcome(
         self, done: _Finished, item: ClaimedItem, record: UsageRecord

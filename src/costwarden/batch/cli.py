@@ -3,6 +3,7 @@
 costwarden batch submit FILE.jsonl [--model M] [--name N] [--failure-budget 0.01]
                                    [--mode direct|batch_api] [--user U --team T ...]
 costwarden batch worker [--job ID] [--concurrency N] [--notice-s 30] [--exit-when-idle]
+                        [--allow-local-counters]
 costwarden batch status [JOB]
 costwarden batch wait JOB
 costwarden batch results JOB -o results.jsonl
@@ -47,6 +48,12 @@ def add_batch_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     worker.add_argument("--notice-s", type=float, help="SIGTERM: drain within this")
     worker.add_argument("--exit-when-idle", action="store_true")
     worker.add_argument("--progress", action="store_true", help="progress bar (with --job)")
+    worker.add_argument(
+        "--allow-local-counters",
+        action="store_true",
+        help="run with spend controls on state.backend memory: budgets and rate limits then "
+        "hold per process only (see docs/batch.md, Spend controls)",
+    )
     status = verbs.add_parser("status", help="jobs and their counts", parents=[common])
     status.add_argument("job", nargs="?")
     wait = verbs.add_parser("wait", help="progress bar until a job is finished", parents=[common])
@@ -151,6 +158,7 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
         concurrency=args.concurrency or config.concurrency,
         notice_s=config.notice_s if args.notice_s is None else args.notice_s,
         exit_when_idle=args.exit_when_idle,
+        allow_local_counters=args.allow_local_counters,
     )
     if not (args.progress and args.job):
         return await run_worker(settings, options)

@@ -55,6 +55,13 @@ class BatchConfig(_Model):
     notice_s: float = Field(default=30.0, ge=0)  # SIGTERM: drain within this, then release
     reconcile_after_s: float = Field(default=30.0, ge=0)  # see worker.py: ledger catch-up
     gateway_priority_values: tuple[str, ...] = ("batch", "low")
+    # Worker loops run inside each gateway process, on its own policy counters: how the
+    # embedded default (in-process counters) enforces budgets on batch items. Off by default:
+    # a gateway that never queues work should neither create nor poll a queue database.
+    gateway_workers: int = Field(default=0, ge=0)
+    # Longest pause of a job whose item a budget refused before its items are tried again
+    # (shorter when the refusal says so): how soon a raised budget or a new period is seen.
+    budget_pause_s: float = Field(default=60.0, gt=0)
     batch_api: BatchApiConfig = BatchApiConfig()
 
     @model_validator(mode="after")

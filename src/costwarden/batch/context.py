@@ -1,4 +1,5 @@
-"""What a worker's lanes share: the queue, the ledger, the upstream client, prices."""
+"""What a worker's lanes share: the queue, the ledger, the upstream client, prices, and the
+spend controls every item is admitted by."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from costwarden.batch.admit import JobGate
 from costwarden.batch.backends import BatchQueue
 from costwarden.batch.completer import Completer
 from costwarden.batch.config import BatchConfig
+from costwarden.batch.controls import BatchControls
 from costwarden.batch.models import Job
 from costwarden.batch.pricing import BatchPricer
 from costwarden.batch.recording import Outcomes
@@ -26,6 +29,9 @@ class WorkerOptions:
     notice_s: float = 30.0  # SIGTERM: finish in-flight work within this, release the rest
     exit_when_idle: bool = False  # also leave when no job has work left (not only on SIGTERM)
     idle_poll_s: float = 0.2  # how often an idle worker looks for work
+    # Run with controls on in-process counters no gateway shares (budgets then hold per
+    # process only); see controls.py.
+    allow_local_counters: bool = False
 
 
 def worker_id() -> str:
@@ -44,6 +50,8 @@ class WorkerContext:
     pricer: BatchPricer
     outcomes: Outcomes
     completer: Completer
+    controls: BatchControls  # admission of each item (the gateway's policy engine)
+    gate: JobGate  # jobs paused or rate-limited after a refusal
     owner: str = field(default_factory=worker_id)
     _jobs: dict[str, Job] = field(default_factory=dict)  # what a job asks never changes
 

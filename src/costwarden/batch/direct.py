@@ -2,9 +2,11 @@
 of the job's model (a self-hosted vLLM/Ollama/TGI server, or a provider's real-time API).
 
 The lane keeps ``concurrency`` requests in flight: it claims items in groups as slots free
-up (a claim is one transaction, so not one per item), runs each through the gateway's
-upstream caller (same endpoints, weights, health ejection, keys and per-attempt records), and
-hands the outcome to the completer. On stop it claims nothing more, gives the requests in
+up (a claim is one transaction, so not one per item), admits each against the spend controls
+(its worst case reserved like a gateway request's, settled with its actual cost after; a
+refusal hands it back, see admit.py), runs each through the gateway's upstream caller (same
+endpoints, weights, health ejection, keys and per-attempt records), and hands the outcome
+to the completer. On stop it claims nothing more, gives the requests in
 flight ``notice_s`` to finish, then cancels the rest and releases their items at once.
 """
 
@@ -16,11 +18,13 @@ import time
 
 import orjson
 
+from costwarden.batch.admit import HandedBack, admit_item
 from costwarden.batch.context import WorkerContext, WorkerOptions
 from costwarden.batch.models import ClaimedItem, Job, Outcome
 from costwarden.batch.recording import interrupted, new_record, price_attempt
 from costwarden.errors import CostwardenError
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
+from costwarden.policy.engine import Admission
 from costwarden.records import UsageRecord
 
 log = logging.getLogger("costwarden.batch")
@@ -47,7 +51,12 @@ class DirectLane:
             return 0
         ctx = self._ctx
         items = await ctx.queue.items.claim(
-            ctx.owner, free, ctx.config.lease_s, mode="direct", job_id=self._options.job_id
+            ctx.owner,
+            free,
+            ctx.config.lease_s,
+            mode="direct",
+            job_id=self._options.job_id,
+            skip_jobs=ctx.gate.paused_jobs(),
         )
         for item in items:
             task = asyncio.create_task(self._run_item(item), name=f"batch-{item.item_id}")
@@ -98,6 +107,32 @@ class DirectLane:
                 ctx.outcomes.rejected(item, record, "model_not_found", message), record
             )
             return
+        try:
+            admission = await self._admit(job, item, record)
+        except HandedBack:
+            return
+        try:
+            await self._send(job, item, record)
+        finally:
+            if admission is not None:  # settled whatever happened, as the gateway does
+                if record.attempts:
+                    ctx.controls.settle(admission, record)
+                else:
+                    await ctx.controls.release(admission)
+
+    async def _admit(self, job: Job, item: ClaimedItem, record: UsageRecord) -> Admission | None:
+        """The item's reservation (see admit.py); a try stopped while it waited for one
+        never reached an upstream, so its item goes back with its attempt unused."""
+        try:
+            return await admit_item(self._ctx, job, item, record)
+        except asyncio.CancelledError:
+            until = self._ctx.gate.clock()
+            deferral = self._ctx.queue.items.defer([(item.item_id, item.lease_token)], until)
+            await asyncio.shield(deferral)
+            raise
+
+    async def _send(self, job: Job, item: ClaimedItem, record: UsageRecord) -> None:
+        ctx = self._ctx
         t0 = time.perf_counter()
         ctx.ledger.append_pending(record)
         handed_over = False
@@ -120,14 +155,23 @@ class DirectLane:
         self, job: Job, item: ClaimedItem, record: UsageRecord, result: UpstreamResult, t0: float
     ) -> Outcome:
         body = result.body or b""
-        if result.status >= 400:
-            error = ("upstream_error", body[:500].decode("utf-8", "replace"), result.status)
-            return self._ctx.outcomes.failed(job, item, record, error, t0)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             payload = None
+        if result.status >= 400:
+            error = ("upstream_error", _error_message(payload, body), result.status)
+            return self._ctx.outcomes.failed(job, item, record, error, t0)
         target = result.target
         price = self._ctx.pricer.direct(target.model, target.endpoint, record.created_at)
         price_attempt(result.attempt, job.api, payload, price, target.endpoint.provider)
         return self._ctx.outcomes.done(item, record, t0, result.status, body.decode())
+
+
+def _error_message(payload: object, body: bytes) -> str:
+    """The upstream's own error message when it sent one in the usual shape, else its body."""
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        message = payload["error"].get("message")
+        if isinstance(message, str):
+            return message
+    return body[:500].decode("utf-8", "replace")

@@ -49,6 +49,13 @@ _FINISH = {
         "WHERE item_id = ? AND lease_token = ? AND status IN ('leased', 'submitted')"
     ),
 }
+# A try the policy refused never reached an upstream: the item goes back as it was (the
+# claim's attempt handed back), due when the refusal may have passed.
+_DEFER = (
+    "UPDATE batch_items SET status = 'queued', attempts = attempts - 1, next_attempt_at = ?, "
+    "lease_owner = NULL, lease_token = NULL, lease_until = NULL, submission_id = NULL "
+    "WHERE item_id = ? AND lease_token = ? AND status IN ('leased', 'submitted')"
+)
 _RETRY = (
     "UPDATE batch_items SET status = 'queued', http_status = ?, error = ?, next_attempt_at = ?, "
     "lease_owner = NULL, lease_token = NULL, lease_until = NULL, submission_id = NULL "
@@ -56,8 +63,10 @@ _RETRY = (
 )
 
 
-def _claim_sql(skip_locked: str, *, by_job: bool) -> str:
+def _claim_sql(skip_locked: str, *, by_job: bool, skipped: int = 0) -> str:
     where = _CLAIMABLE + (" AND i.job_id = ?" if by_job else "")
+    if skipped:
+        where += f" AND i.job_id NOT IN ({', '.join('?' * skipped)})"
     return (
         "UPDATE batch_items SET status = 'leased', lease_owner = ?, lease_token = ?, "  # noqa: S608
         "lease_until = ?, attempts = attempts + 1 WHERE item_id IN ("
@@ -79,18 +88,28 @@ class ItemQueue:
         self._clock = clock
 
     async def claim(
-        self, owner: str, limit: int, lease_s: float, *, mode: str, job_id: str | None = None
+        self,
+        owner: str,
+        limit: int,
+        lease_s: float,
+        *,
+        mode: str,
+        job_id: str | None = None,
+        skip_jobs: Sequence[str] = (),
     ) -> list[ClaimedItem]:
-        """Take up to ``limit`` items for ``owner`` until now + ``lease_s``."""
+        """Take up to ``limit`` items for ``owner`` until now + ``lease_s`` (none of the
+        jobs in ``skip_jobs``: those the policy paused)."""
         if limit <= 0:
             return []
         now = self._clock()
         token = new_id("lt")
         params: list[Any] = [now, now, *WORKING_JOBS, mode, *([job_id] if job_id else [])]
+        params += skip_jobs
+        sql = _claim_sql(self._db.skip_locked, by_job=job_id is not None, skipped=len(skip_jobs))
         async with self._db.transaction() as tx:
             await self._fail_exhausted(tx, now)
             rows = await tx.fetch(
-                _claim_sql(self._db.skip_locked, by_job=job_id is not None),
+                sql,
                 owner,
                 token,
                 now + lease_s,
@@ -160,6 +179,15 @@ class ItemQueue:
             return None
         rows = await tx.fetch("SELECT job_id FROM batch_items WHERE item_id = ?", o.item_id)
         return str(rows[0]["job_id"])
+
+    async def defer(self, items: Sequence[tuple[str, str]], until: float) -> int:
+        """Hand back (item id, lease token) tries the policy refused: queued again, due at
+        ``until``, their attempt not used (see ``_DEFER``); return how many were still ours."""
+        deferred = 0
+        async with self._db.transaction() as tx:
+            for item_id, token in items:
+                deferred += await tx.execute(_DEFER, until, item_id, token)
+        return deferred
 
     async def release(self, owner: str, item_ids: Sequence[str]) -> int:
         """Hand items back at once (SIGTERM drain): queued, lease cleared, and due before

@@ -9,6 +9,7 @@ it again; the ledger keeps the first final line of a request id, so it is stored
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import orjson
 
 from costwarden.batch.models import ClaimedItem, ItemStatus, Job, Outcome
-from costwarden.gateway.outcome import finish_record
+from costwarden.errors import CostwardenError
+from costwarden.gateway.outcome import finish_record, mark_error
 from costwarden.ledger.rows import encode_record
 from costwarden.pricing import ResolvedPrice
 from costwarden.providers.registry import adapter_for
@@ -39,6 +41,17 @@ def new_record(job: Job, item: ClaimedItem) -> UsageRecord:
         tags=Tags(feature=job.tags.feature, env=job.tags.env, session=job.job_id),
         resolved_model=job.model,
     )
+
+
+def refusal_record(job: Job, item: ClaimedItem, error: CostwardenError) -> UsageRecord:
+    """The record of a try the policy refused, as the gateway keeps one of a refused request.
+    Its id is its own (``…-refused-<random>``): the item's next try reuses the attempt number,
+    and with it ``cwb-<item>-<attempt>``, since this try never reached an upstream."""
+    record = new_record(job, item)
+    record.request_id = f"{item.request_id}-refused-{os.urandom(3).hex()}"
+    mark_error(record, error)
+    finish_record(record, time.perf_counter(), Status.REJECTED, error.http_status)
+    return record
 
 
 def price_attempt(

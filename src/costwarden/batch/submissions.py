@@ -10,7 +10,7 @@ costwarden put on it when its id was not stored yet) rather than paying for the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from costwarden.batch.db import Db, Tx
 from costwarden.batch.models import WORKING_JOBS, ClaimedItem, Submission, new_id
@@ -40,17 +40,28 @@ class Submissions:
         self._clock = clock
 
     async def claim(
-        self, owner: str, max_items: int, lease_s: float, job_id: str | None = None
+        self,
+        owner: str,
+        max_items: int,
+        lease_s: float,
+        job_id: str | None = None,
+        skip_jobs: Sequence[str] = (),
     ) -> Submission | None:
-        """Resume a submission whose worker died, else start one from queued items; None
-        when there is nothing to do."""
+        """Resume a submission whose worker died, else start one from queued items (of no
+        job in ``skip_jobs``: those the policy paused); None when there is nothing to do."""
         now = self._clock()
         async with self._db.transaction() as tx:
             resumed = await self._resume(tx, owner, now, lease_s, job_id)
             if resumed is not None:
                 return resumed
             return await self._start(
-                tx, owner, now, lease_s=lease_s, max_items=max_items, job_id=job_id
+                tx,
+                owner,
+                now,
+                lease_s=lease_s,
+                max_items=max_items,
+                job_id=job_id,
+                skip_jobs=frozenset(skip_jobs),
             )
 
     async def _resume(
@@ -102,6 +113,7 @@ class Submissions:
         lease_s: float,
         max_items: int,
         job_id: str | None,
+        skip_jobs: frozenset[str],
     ) -> Submission | None:
         jobs = await tx.fetch(
             _JOBS + (" AND j.job_id = ?" if job_id else "") + " ORDER BY j.created_at",
@@ -110,7 +122,7 @@ class Submissions:
         )
         submission_id, token = new_id("bs"), new_id("lt")
         lock = " FOR UPDATE OF i SKIP LOCKED" if self._db.skip_locked else ""
-        for job in jobs:
+        for job in (j for j in jobs if j["job_id"] not in skip_jobs):
             rows = await tx.fetch(
                 _TAKE_ITEMS.format(lock=lock),
                 submission_id,

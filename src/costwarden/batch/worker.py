@@ -27,10 +27,12 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import orjson
 
+from costwarden.batch.admit import JobGate
 from costwarden.batch.backends import BatchQueue, open_queue
 from costwarden.batch.batch_api import BatchApiLane
 from costwarden.batch.completer import Completer
 from costwarden.batch.context import WorkerContext, WorkerOptions
+from costwarden.batch.controls import open_controls, require_shared
 from costwarden.batch.direct import DirectLane
 from costwarden.batch.models import JobStatus
 from costwarden.batch.pricing import BatchPricer
@@ -111,7 +113,13 @@ class Worker:
 
     async def _watch(self) -> None:
         """Stop once the job this worker serves is finished (or, with ``exit_when_idle``,
-        once no job has work left anywhere)."""
+        once no job has work left anywhere), or once a control appears (a runtime budget)
+        that its unshared counters could not enforce."""
+        problem = self._ctx.controls.unshared_problem()
+        if problem is not None and not self._options.allow_local_counters:
+            log.error("batch worker stopping: %s", problem)
+            self.stop()
+            return
         jobs = self._ctx.queue.jobs
         if self._options.job_id is not None:
             job = await jobs.get(self._options.job_id)
@@ -123,12 +131,23 @@ class Worker:
             self.stop()
 
 
-async def open_context(settings: Settings, queue: BatchQueue, ledger: Ledger) -> WorkerContext:
+async def open_context(
+    settings: Settings, queue: BatchQueue, ledger: Ledger, *, allow_local_counters: bool = False
+) -> WorkerContext:
+    """A standalone worker's context: its own upstream client and spend controls (which
+    refuse counters no gateway shares unless ``allow_local_counters``; see controls.py)."""
     gw = settings.gateway
+    router, prices = Router(settings), PriceBook(settings)
+    controls = await open_controls(settings, ledger, router, prices)
+    try:
+        require_shared(controls, allow_local_counters)
+    except BaseException:
+        await controls.close()
+        raise
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     api_keys = resolve_api_keys(settings, dict(os.environ))
     caller = UpstreamCaller(
-        Router(settings),
+        router,
         session=session,
         retry=gw.retry,
         api_keys=api_keys,
@@ -142,9 +161,11 @@ async def open_context(settings: Settings, queue: BatchQueue, ledger: Ledger) ->
         session=session,
         caller=caller,
         api_keys=api_keys,
-        pricer=BatchPricer(PriceBook(settings), batch.batch_api),
+        pricer=BatchPricer(prices, batch.batch_api),
         outcomes=Outcomes(batch.backoff_base_s, batch.backoff_max_s),
         completer=Completer(queue.items, ledger),
+        controls=controls,
+        gate=JobGate(batch.budget_pause_s),
     )
 
 
@@ -159,7 +180,9 @@ async def run_worker(
     ctx: WorkerContext | None = None
     try:
         ledger = await Ledger.open(settings.ledger)
-        ctx = await open_context(settings, queue, ledger)
+        ctx = await open_context(
+            settings, queue, ledger, allow_local_counters=options.allow_local_counters
+        )
         worker = Worker(ctx, options)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -174,6 +197,7 @@ async def run_worker(
         return 0
     finally:
         if ctx is not None:
+            await ctx.controls.close()  # settles what is queued, before the ledger closes
             await ctx.session.close()
         if ledger is not None:
             with contextlib.suppress(Exception):
