@@ -53,6 +53,14 @@ def test_bad_ranges_are_refused_with_a_hint() -> None:
         parse_range("2026-03-02", "2026-03-01", now=NOW)
 
 
+@pytest.mark.parametrize(
+    "text", ["99999999999d", "999999d", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+)
+def test_moments_beyond_the_calendar_are_refused_not_crashed_on(text: str) -> None:
+    with pytest.raises(ValueError, match=r"calendar|years 1 to 9999"):
+        parse_range(text, now=NOW)
+
+
 def test_money_keeps_sub_cent_digits() -> None:
     assert format_money(Decimal("0.000123")) == "$0.000123"
     assert format_money(Decimal("0.0000001234567")) == "$0.000000123457"

@@ -126,7 +126,8 @@ class RetryConfig(_Model):
     max_attempts: int = 3  # per client request, fallbacks included
     backoff_base_s: float = 0.05
     backoff_max_s: float = 2.0
-    retry_statuses: tuple[int, ...] = (408, 409, 429, 500, 502, 503, 504)
+    # 529: Anthropic's "overloaded_error", its most common transient failure.
+    retry_statuses: tuple[int, ...] = (408, 409, 429, 500, 502, 503, 504, 529)
 
 
 class HealthConfig(_Model):
@@ -144,6 +145,8 @@ class GatewayConfig(_Model):
     unknown_model_pricing: Literal["reject", "record_unknown"] = "reject"
     default_max_output_tokens: int = 4096  # estimate bound when a request gives none
     key_cache_ttl_s: float = 5.0  # how long a key lookup is trusted (revocation delay)
+    # GET /openapi.json without a key: no secrets, but it names the configured models.
+    openapi: bool = True
     retry: RetryConfig = RetryConfig()
     health: HealthConfig = HealthConfig()
 

@@ -20,8 +20,10 @@ the message text. ``to_openai()`` / ``to_anthropic()`` render the wire bodies.
     │   └── BreakerOpen                  429   code=circuit_breaker_open
     ├── UpstreamError                    <upstream status>      (upstream answered an error)
     ├── UpstreamUnavailable              502 api_error          (no endpoint reachable)
+    │   └── UpstreamMalformed            502 api_error          (a 2xx that is not JSON)
     ├── UpstreamTimeout                  504 timeout_error
-    └── LedgerUnavailable                503 api_error          (cannot record: refuse)
+    ├── LedgerUnavailable                503 api_error          (cannot record: refuse)
+    └── CountersUnavailable              503 api_error          (cannot check a budget: refuse)
 """
 
 from __future__ import annotations
@@ -166,6 +168,13 @@ class UpstreamUnavailable(CostwardenError):
     anthropic_type = "api_error"
 
 
+class UpstreamMalformed(UpstreamUnavailable):
+    """The upstream answered 2xx with a body that is not a JSON object: passing it on would
+    hand the client a "success" its SDK cannot read."""
+
+    code = "upstream_malformed_response"
+
+
 class UpstreamTimeout(CostwardenError):
     status = 504
     type = "timeout_error"
@@ -177,6 +186,17 @@ class LedgerUnavailable(CostwardenError):
     status = 503
     type = "api_error"
     code = "ledger_unavailable"
+    anthropic_type = "overloaded_error"
+
+
+class CountersUnavailable(CostwardenError):
+    """The shared counters (Redis) cannot be reached, or are being re-seeded after losing
+    their data: a hard budget cannot be checked, so the request is refused rather than let
+    through unchecked (``state.on_unavailable``, docs/reliability.md). Retryable."""
+
+    status = 503
+    type = "api_error"
+    code = "counters_unavailable"
     anthropic_type = "overloaded_error"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -27,8 +28,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from costwarden.errors import LedgerUnavailable
 from costwarden.ledger.store import Store, VirtualKey
 from costwarden.records import Principal, utcnow
+
+log = logging.getLogger("costwarden.keys")
 
 KEY_PREFIX = "cw-"
 _KEY_FORMAT = re.compile(r"cw-[A-Za-z0-9_-]{43}")
@@ -155,7 +159,22 @@ class KeyStore:
         return await asyncio.shield(lookup)
 
     async def _lookup(self, digest: str) -> Principal | None:
-        key = await self._store.find_key_by_hash(digest)
+        try:
+            key = await self._store.find_key_by_hash(digest)
+        except Exception as exc:
+            # The ledger database is down: a key it confirmed before stays trusted (a
+            # revocation waits for the database), so the gateway keeps serving its callers.
+            stale = self._cache.get(digest)
+            if stale is not None:
+                log.warning("key lookup failed (%s); using the last answer", type(exc).__name__)
+                # Asked again after ``negative_ttl_s``, not by every request meanwhile.
+                self._remember(
+                    digest, _CacheEntry(stale.principal, self._clock() + self._negative_ttl_s)
+                )
+                return stale.principal
+            raise LedgerUnavailable(
+                "the API key cannot be checked: the ledger database is unreachable"
+            ) from exc
         principal = None
         if key is not None and key.active:
             principal = Principal(

@@ -55,7 +55,10 @@ def _parse_moment(text: str, now: datetime) -> datetime:
     text = text.strip()
     duration = _DURATION.fullmatch(text)
     if duration:
-        return now - timedelta(**{_UNIT[duration.group(2)]: int(duration.group(1))})
+        try:
+            return now - timedelta(**{_UNIT[duration.group(2)]: int(duration.group(1))})
+        except OverflowError:  # e.g. 99999999999d: before year 1, or past a C int
+            raise ValueError(f"{text!r} reaches back further than the calendar goes") from None
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
@@ -66,7 +69,12 @@ def _parse_moment(text: str, now: datetime) -> datetime:
             f"cannot read {text!r} as a time: use a duration back from now (30m, 24h, 7d, 2w) "
             "or an ISO date or datetime (2026-01-31, 2026-01-31T12:00:00Z)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)  # as the stores compare; and it must exist there
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise ValueError(f"{text!r} falls outside the years 1 to 9999 in UTC") from None
 
 
 async def spend_report(

@@ -57,6 +57,11 @@ def cli(config: Path, *args: str) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
+def log_tail(log: Path, lines: int = 40) -> str:
+    """The end of a worker's log, for the message of an assertion on its exit status."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 def start_worker(config: Path, job_id: str, log: Path) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -154,7 +159,7 @@ async def test_killed_and_preempted_workers_lose_nothing_and_pay_once(tmp_path: 
             workers[0].send_signal(signal.SIGKILL)  # a crash: its leases must run out
             workers[1].send_signal(signal.SIGTERM)  # a spot notice: drain and exit 0
             assert workers[0].wait(10) == -signal.SIGKILL
-            assert workers[1].wait(10) == 0
+            assert workers[1].wait(10) == 0, log_tail(logs / "w1.log")
             mid = (await counts_of(settings, job_id))[1]
             assert before.finished < ITEMS and mid.pending > 0  # they stopped mid-run
             workers += [start_worker(config, job_id, logs / f"w{n}.log") for n in (4, 5)]

@@ -36,7 +36,9 @@ async def test_settled_and_released_leases_leave_no_key(redis_url: str, key_pref
         assert await backend.usage(cap.key) == (Decimal("0.245"), Decimal(0))
     finally:
         await backend.aclose()
-    assert await _keys(redis_url, key_prefix) == [f"{{{key_prefix}}}:{cap.key}"]
+    # The counter, and the one epoch key per deployment (its absence means the data was lost).
+    tag = f"{{{key_prefix}}}:"
+    assert await _keys(redis_url, key_prefix) == [tag + cap.key, tag + "epoch"]
 
 
 async def test_a_counters_ttl_is_set_when_new_and_kept_after(redis_url: str, key_prefix: str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 from typing import Any
 from urllib.parse import parse_qsl
@@ -44,9 +45,14 @@ from costwarden.gateway.asgi import (
 from costwarden.gateway.services import Services
 from costwarden.reports import parse_range, spend_report
 
+log = logging.getLogger("costwarden.gateway")
+
 _ADMIN_BODY_LIMIT = 64 * 1024
+# A key's user / team / name. PostgreSQL cannot store NUL in text, and indexes ``user``
+# (a btree row holds at most ~2.7 kB): refuse both here rather than fail in the database.
+_MAX_TEXT_CHARS = 256
 _CATCH_UP_S = 5.0
-_GROUPS = frozenset({"user", "team", "model", "feature", "env", "key", "day", "provider", "status"})
+GROUPS = frozenset({"user", "team", "model", "feature", "env", "key", "day", "provider", "status"})
 
 
 class AdminAPI:
@@ -63,6 +69,10 @@ class AdminAPI:
             await send_json(send, status, data)
         except CostwardenError as exc:
             await send_error(send, exc)
+        except Exception:
+            # A bug of ours: still answer in the API's error shape, not the server's bare 500.
+            log.exception("unhandled error in admin request %s %s", scope["method"], scope["path"])
+            await send_error(send, CostwardenError("internal gateway error"))
 
     def _authorise(self, scope: Scope) -> None:
         if self._admin_key is None:
@@ -100,12 +110,7 @@ class AdminAPI:
 
     async def _create_key(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         body = parse_json_object(await read_body(scope, receive, _ADMIN_BODY_LIMIT))
-        fields = {}
-        for name in ("user", "team", "name"):
-            value = body.get(name)
-            if value is not None and not isinstance(value, str):
-                raise InvalidRequest(f"'{name}' must be a string", param=name)
-            fields[name] = value
+        fields = {name: _text_field(body, name) for name in ("user", "team", "name")}
         if not fields["user"]:
             raise InvalidRequest("'user' is required", param="user")
         created = await self._s.keys.create(
@@ -130,14 +135,14 @@ class AdminAPI:
     async def _spend(self, scope: Scope) -> dict[str, Any]:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         group_by = [g for g in query.pop("group_by", "user").split(",") if g]
-        unknown = [g for g in group_by if g not in _GROUPS]
+        unknown = [g for g in group_by if g not in GROUPS]
         if unknown:
-            raise InvalidRequest(f"cannot group by {unknown}; choose from {sorted(_GROUPS)}")
+            raise InvalidRequest(f"cannot group by {unknown}; choose from {sorted(GROUPS)}")
         try:
             since, until = parse_range(query.pop("since", "30d"), query.pop("until", None))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
-        filters = {k: v for k, v in query.items() if k in _GROUPS}
+        filters = {k: v for k, v in query.items() if k in GROUPS}
         await self._catch_up()
         try:
             rows = await spend_report(self._s.ledger.store, group_by, since, until, filters)
@@ -149,3 +154,16 @@ class AdminAPI:
             "group_by": group_by,
             "data": [row.to_dict() for row in rows],
         }
+
+
+def _text_field(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string", param=name)
+    if len(value) > _MAX_TEXT_CHARS or "\x00" in value:
+        raise InvalidRequest(
+            f"'{name}' must be at most {_MAX_TEXT_CHARS} characters, none of them NUL", param=name
+        )
+    return value

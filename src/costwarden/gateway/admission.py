@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from costwarden.errors import InvalidRequest
 from costwarden.gateway.admission_batch import AdmissionBatcher, AdmissionSlot, InProcessAdmissions
 from costwarden.gateway.routing import Router
 from costwarden.gateway.settlement import SettlementBatcher
@@ -30,7 +31,7 @@ from costwarden.pricing.genai import ALWAYS_FROM, ALWAYS_UNTIL, Window
 from costwarden.pricing.resolved import WORST_CASE_SCALE
 from costwarden.providers.base import CHAT, EMBEDDINGS
 from costwarden.records import UsageRecord
-from costwarden.state.base import UNITS_PER_USD
+from costwarden.state.base import MAX_UNITS, UNITS_PER_USD, units_to_usd
 
 log = logging.getLogger("costwarden.gateway")
 
@@ -224,13 +225,22 @@ class Admitter:
             refine = partial(self._exact, api, model, body, bound, at, also=also)
         else:
             prompt = _size_bound(body, len(raw))
+        worst = self._worst_cases(model, also, prompt, bound, at)
+        if worst >= MAX_UNITS:
+            # Above any cap a budget can hold (~$90M): no budget could admit it, and the
+            # counters could not even hold its reservation exactly.
+            raise InvalidRequest(
+                f"an output bound of {bound} tokens puts this request's worst-case cost "
+                f"above {units_to_usd(MAX_UNITS - 1):.0f} USD; ask for fewer output tokens",
+                param="max_tokens",
+            )
         request = AdmissionRequest(
             principal=record.principal,
             tags=record.tags,
             model=model,
             estimated_input_tokens=prompt,
             max_output_tokens=bound,
-            worst_case_units=self._worst_cases(model, also, prompt, bound, at),
+            worst_case_units=worst,
             fingerprint=request_fingerprint(body, raw) if self._detect_loops else None,
             refine=refine,
         )

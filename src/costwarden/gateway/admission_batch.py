@@ -135,7 +135,7 @@ class AdmissionBatcher(BatchQueue[_Queued]):
         try:
             return await self._engine.admit_many(requests, carried)
         except Exception as exc:
-            if carried:  # their leases expire and return the reservations, unbilled
+            if carried:  # the Redis backend keeps them for its next call
                 log.warning("settling %d reservations failed: %r", len(carried), exc)
             raise
 

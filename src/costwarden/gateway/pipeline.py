@@ -21,6 +21,7 @@ from costwarden.errors import (
     InvalidRequest,
     LedgerUnavailable,
     UnknownModel,
+    UpstreamMalformed,
 )
 from costwarden.gateway.asgi import (
     ClientGone,
@@ -37,6 +38,7 @@ from costwarden.gateway.outcome import Flight, conclude, id_headers, mark_error
 from costwarden.gateway.savings_path import SavingsPath, new_exchange
 from costwarden.gateway.services import Services
 from costwarden.gateway.streaming import StreamRelay
+from costwarden.gateway.unary_usage import UnaryPricer
 from costwarden.gateway.upstream import CallSpec, UpstreamResult
 from costwarden.gateway.validation import RequestInfo, validate
 from costwarden.policy.engine import Admission
@@ -48,7 +50,6 @@ from costwarden.records import (
     RequestIds,
     Status,
     Tags,
-    TokenUsage,
     UsageRecord,
     utcnow,
 )
@@ -82,6 +83,7 @@ class ProxyPipeline:
         self._limit = services.settings.gateway.max_body_bytes
         self._reject_unpriced = services.settings.gateway.unknown_model_pricing == "reject"
         self._relay = StreamRelay(services)
+        self._pricer = UnaryPricer(services.prices, services.tokens)
         self._ids = RequestIds()
         self._admitter = services.admitter()
         self._stages = services.stages
@@ -142,8 +144,7 @@ class ProxyPipeline:
                 param=EXTENSION_FIELD,
             )
         held.resolution = self._s.policy.resolve_model(model, record.tags.env)
-        record.resolved_model = held.resolution.model
-        self._resolve(api, record)
+        self._resolve(api, record, held.resolution.model)
         if reply is not None and held.exchange is not None:
             await self._savings.serve_reply(held.exchange, reply, t0, send)
             return
@@ -208,8 +209,9 @@ class ProxyPipeline:
             raise AuthenticationError("invalid or revoked API key")
         return principal
 
-    def _resolve(self, api: str, record: UsageRecord) -> ModelConfig:
-        name = record.resolved_model or record.requested_model
+    def _resolve(self, api: str, record: UsageRecord, name: str) -> ModelConfig:
+        """The configured model ``name``; only then is it the record's resolved model (and
+        echoed in ``x-costwarden-model``): an unknown name is the client's text, not ours."""
         model = self._s.settings.model(name)
         if model is None:
             raise UnknownModel(f"model '{name}' is not configured on this gateway", param="model")
@@ -241,6 +243,9 @@ class ProxyPipeline:
             self._finish(record, t0, Status.UPSTREAM_ERROR, result.status, ex)
         else:
             answer = self.price_unary(flight.spec, result, record, body)
+            if answer is None:  # a "success" no client could read
+                await self._refuse_malformed(flight, result, send)
+                return
             if ex is not None and ex.keep_answer:
                 ex.answer = answer
             self._finish(record, t0, Status.OK, result.status, ex)
@@ -253,30 +258,22 @@ class ProxyPipeline:
     ) -> dict[str, Any] | None:
         """Price the answering attempt from the body's usage (counted when it has none);
         returns the body's JSON object."""
-        attempt = result.attempt
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            payload = None
-        usage: TokenUsage | None = None
-        if isinstance(payload, dict):
-            parsed = adapter_for(result.target.endpoint.provider).parse_usage(spec.api, payload)
-            usage, attempt.reported_model = parsed.usage, parsed.reported_model
-        if usage is None:
-            usage = self._estimate_usage(spec, record, _response_text(payload))
-        attempt.usage = usage
-        target = result.target
-        price = self._s.prices.price_for(target.model, target.endpoint, record.created_at)
-        attempt.cost = price.cost(usage) if price is not None else None
-        return payload if isinstance(payload, dict) else None
+        return self._pricer.price(spec, result.target, result.attempt, record, body)
 
-    def _estimate_usage(self, spec: CallSpec, record: UsageRecord, text: str) -> TokenUsage:
-        model = record.resolved_model or record.requested_model
-        return TokenUsage(
-            input_tokens=self._s.tokens.estimate_request(spec.api, model, spec.body),
-            output_tokens=self._s.tokens.count(model, text) if text else 0,
-            estimated=True,
+    async def _refuse_malformed(self, flight: Flight, result: UpstreamResult, send: Send) -> None:
+        """A 2xx whose body is not a JSON object: billed (upstream did the work, and the text
+        in it is counted), recorded as an upstream error and answered 502. Not retried: the
+        answer was paid for; a retry would pay again for what may be the same broken proxy."""
+        record = flight.record
+        error = UpstreamMalformed(
+            f"upstream {result.target.endpoint.name} answered {result.status} with a body "
+            "that is not a JSON object"
         )
+        result.attempt.error = "malformed response body"
+        record.error_type, record.error_message = error.code, error.message
+        self._finish(record, flight.t0, Status.UPSTREAM_ERROR, error.http_status, flight.exchange)
+        headers = (*id_headers(record), *flight.headers)
+        await send_error(send, error, anthropic=flight.spec.api == MESSAGES, extra_headers=headers)
 
     def _finish(
         self,
@@ -319,21 +316,3 @@ def _forwarded_headers(api: str, scope: Scope) -> dict[str, str]:
     if not names:
         return {}
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in names}
-
-
-def _response_text(payload: Any) -> str:
-    """Generated text of a non-streamed answer, to count when upstream reports no usage."""
-    if not isinstance(payload, dict):
-        return ""
-    parts: list[str] = []
-    for choice in payload.get("choices") or ():
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                parts.append(message["content"])
-            elif isinstance(choice.get("text"), str):
-                parts.append(choice["text"])
-    for block in payload.get("content") or ():
-        if isinstance(block, dict) and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-    return "".join(parts)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from costwarden.config import Settings
-from costwarden.errors import ConfigError
+from costwarden.errors import ConfigError, CountersUnavailable
 from costwarden.gateway.admission import Admitter, LeaseKeeper
 from costwarden.gateway.admission_batch import AdmissionBatcher
 from costwarden.gateway.routing import Router
 from costwarden.gateway.settlement import SettlementBatcher
+from costwarden.gateway.unary_usage import UnaryPricer
 from costwarden.gateway.upstream import UpstreamCaller
 from costwarden.keys import KeyStore
 from costwarden.ledger import Ledger
@@ -26,6 +29,7 @@ from costwarden.monitor.metrics import GatewayMetrics
 from costwarden.policy.engine import PolicyEngine
 from costwarden.policy.events import EventSink, FanoutEventSink, LoggingEventSink
 from costwarden.policy.runtime import RuntimeBudgets
+from costwarden.policy.seeding import LedgerSeed
 from costwarden.pricing import PriceBook, TokenCounter
 from costwarden.records import UsageRecord
 from costwarden.savings.factory import build_stages
@@ -33,11 +37,15 @@ from costwarden.savings.services import StageServices
 from costwarden.savings.stages import SavingsStages
 from costwarden.state.base import StateBackend
 from costwarden.state.factory import build_state_backend
+from costwarden.state.memory import MemoryStateBackend
+from costwarden.state.redis import RedisStateBackend
 
 if TYPE_CHECKING:  # the OpenTelemetry SDK is an optional extra
     from costwarden.monitor.otel import SpanEmitter
 
 log = logging.getLogger("costwarden.gateway")
+# How long start-up waits for spooled records to reach the ledger before seeding budgets.
+_SEED_FLUSH_S = 10.0
 
 
 @dataclass(slots=True)
@@ -109,6 +117,23 @@ class Services:
         await self.state.aclose()
 
 
+async def seed_counters(state: StateBackend, seed: LedgerSeed, ledger: Ledger) -> None:
+    """Budget counters start from the period's spend in the ledger, before the first request:
+    in-process counters are empty at every start, and Redis may have lost its data."""
+    if isinstance(state, RedisStateBackend):  # also re-seeded later if Redis loses its data
+        state.attach_seed_source(seed)
+        try:
+            await state.ensure_seeded()
+        except CountersUnavailable as exc:  # admissions get a 503 until Redis is back
+            log.warning("budget counters not ready at start-up: %s", exc.message)
+    elif isinstance(state, MemoryStateBackend):
+        try:  # what a previous run spooled but did not copy yet counts too
+            await asyncio.wait_for(ledger.flush(), _SEED_FLUSH_S)
+        except TimeoutError:
+            log.warning("ledger not caught up at start-up: budgets seeded from what it holds")
+        state.seed(await seed(time.time()))
+
+
 def resolve_api_keys(settings: Settings, environ: dict[str, str]) -> dict[str, str | None]:
     """Upstream keys by endpoint name, read from the environment once (never logged)."""
     keys: dict[str, str | None] = {}
@@ -177,15 +202,16 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     # auto_decompress stays on (the default) so streamed SSE reaches trackers as plain text.
     session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    tokens = TokenCounter()
+    tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
     caller = UpstreamCaller(
         router,
         session=session,
         retry=gw.retry,
         api_keys=resolve_api_keys(settings, env),
         timeouts=(gw.connect_timeout_s, gw.request_timeout_s),
+        pricer=UnaryPricer(prices, tokens),
     )
-    tokens = TokenCounter()
-    tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
     state = build_state_backend(settings.state)
     # Every alert is also kept in the ledger, for the dashboard's event list.
     alerts = build_alerts(settings.alerts, session, env, extra=(LedgerAlertSink(ledger.store),))
@@ -198,6 +224,7 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     )
     runtime_budgets = RuntimeBudgets(ledger.store, policy, settings.policy.budget_refresh_s)
     await runtime_budgets.start()
+    await seed_counters(state, LedgerSeed(ledger.store, policy), ledger)
     leases = LeaseKeeper(policy, settings.state.lease_seconds)
     leases.start()
     settlements = SettlementBatcher(policy)

@@ -18,8 +18,9 @@ that finish during one event-loop iteration are settled together by one task:
   (``call_soon``) calling the synchronous ``settle_many_now``: no task, no coroutines, since
   nothing in it waits.
 
-A failed batch is logged and its leases expire on their own (``state.lease_seconds``), which
-returns the reservations: the spend is then not counted, as with any lost settlement.
+A failed batch is logged. On Redis a batch that could not reach it is kept by the backend and
+sent with its next call (``state/redis.py``), so its spend is still counted; otherwise its
+leases expire on their own (``state.lease_seconds``), which returns the reservations.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -23,6 +23,9 @@ from costwarden.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailabl
 from costwarden.gateway.routing import Router, Target
 from costwarden.providers.registry import adapter_for
 from costwarden.records import Attempt, UsageRecord
+
+if TYPE_CHECKING:
+    from costwarden.gateway.unary_usage import UnaryPricer
 
 # Response headers that describe the hop, not the payload; never passed through.
 _HOP_HEADERS = frozenset(
@@ -76,8 +79,10 @@ class UpstreamCaller:
         api_keys: Mapping[str, str | None],
         timeouts: tuple[float, float],
         rng: random.Random | None = None,
+        pricer: UnaryPricer | None = None,
     ) -> None:
         self._router = router
+        self._pricer = pricer  # bills a 2xx body cut short before it is retried
         self._session = session
         self._retry = retry
         self._retry_statuses = frozenset(retry.retry_statuses)
@@ -159,25 +164,36 @@ class UpstreamCaller:
         headers = _passthrough_headers(response)
         if response.status < 300 and spec.stream:
             return UpstreamResult(target, attempt, response.status, headers, None, response)
-        return await self._finish_unary(target, attempt, response, headers, started)
+        return await self._finish_unary(
+            target, spec, record, response, headers=headers, started=started
+        )
 
     async def _finish_unary(
         self,
         target: Target,
-        attempt: Attempt,
+        spec: CallSpec,
+        record: UsageRecord,
         response: aiohttp.ClientResponse,
+        *,
         headers: list[tuple[bytes, bytes]],
         started: float,
     ) -> UpstreamResult:
+        attempt = record.attempts[-1]  # this try's, appended by _attempt
+        chunks: list[bytes] = []
         try:
-            body = await response.read()
+            async for chunk in response.content.iter_any():
+                chunks.append(chunk)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             attempt.latency_ms = (time.perf_counter() - started) * 1000
             attempt.error = f"{type(exc).__name__}: {exc}"[:500]
             self._router.record_failure(target)
+            if response.status < 300 and self._pricer is not None:
+                # The upstream generated (and bills) this answer; count what arrived of it.
+                self._pricer.price(spec, target, attempt, record, b"".join(chunks))
             raise _RetryableFailure(exc) from None
         finally:
             response.release()
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         result = UpstreamResult(target, attempt, response.status, headers, body, None)
         status = response.status

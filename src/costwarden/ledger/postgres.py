@@ -62,6 +62,8 @@ _UPSERT_BUDGET = (
     "VALUES ($1, $2::jsonb, $3, $3) "
     "ON CONFLICT (name) DO UPDATE SET rule = EXCLUDED.rule, updated_at = EXCLUDED.updated_at"
 )
+# NUL in a text value, and "\u0000" in a jsonb one.
+_NUL_ERRORS = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 _KEY_COLUMNS = "key_id, key_prefix, user_id, team, name, metadata, created_at, revoked_at"
 
 
@@ -139,6 +141,18 @@ class PostgresStore:
 
     async def insert_values(
         self, values: Sequence[Sequence[Any]], checkpoint: Checkpoint | None = None
+    ) -> None:
+        try:
+            await self._insert_values(values, checkpoint)
+        except _NUL_ERRORS:
+            # PostgreSQL text and jsonb cannot hold NUL, which SQLite stores. Left as it is, a
+            # record carrying one (a client's model name, an upstream's error text) fails its
+            # whole batch, and the copier retries that batch forever. Checked only on failure:
+            # scanning every row for NUL would cost the copy a few per cent.
+            await self._insert_values([_without_nul(row) for row in values], checkpoint)
+
+    async def _insert_values(
+        self, values: Sequence[Sequence[Any]], checkpoint: Checkpoint | None
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if values:
@@ -345,6 +359,14 @@ class PostgresStore:
                 await conn.executemany(watch.upsert_observation_sql(_DIALECT.param_marker), cards)
             if marks:
                 await conn.executemany(watch.insert_sighting_sql(_DIALECT.param_marker), marks)
+
+
+def _without_nul(values: Sequence[Any]) -> Sequence[Any]:
+    """The row with each NUL stored as U+FFFD, in text and in JSON escapes (jsonb)."""
+    return tuple(
+        v.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd") if isinstance(v, str) else v
+        for v in values
+    )
 
 
 def _same(amount: Decimal) -> Decimal:

@@ -39,6 +39,8 @@ def _check_scope_values(scope: dict[str, str]) -> dict[str, str]:
     for dimension, value in scope.items():
         if not value:
             raise ValueError(f"scope {dimension!r} needs a value (or '*' for each value)")
+        if "\x00" in value:  # no request can carry it, and PostgreSQL cannot store it
+            raise ValueError(f"scope {dimension!r} value contains a NUL character")
     return scope
 
 
@@ -194,6 +196,15 @@ class StateConfig(_Model):
     # A reservation not settled or released within this is returned (dead replica); the
     # gateway renews leases of requests that run longer (long streams).
     lease_seconds: float = Field(default=120.0, gt=0)
+    # While Redis cannot be reached (or is being re-seeded): refuse with a 503 (a hard cap is
+    # never passed unchecked), or admit unchecked and charge the spend when Redis is back.
+    on_unavailable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    # After Redis lost its data, the re-seeding replica waits this long before reading the
+    # ledger: replicas restore their in-flight reservations and their spools reach the
+    # database meanwhile (keep it above ledger.flush_interval_s).
+    reseed_grace_s: float = Field(default=1.0, ge=0)
+    # An admission waits at most this long for the counters to be re-seeded, then gets a 503.
+    reseed_timeout_s: float = Field(default=15.0, gt=0)
 
     @field_validator("key_prefix")
     @classmethod

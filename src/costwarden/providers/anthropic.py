@@ -79,8 +79,9 @@ class AnthropicStreamTracker:
 
     ``message_start`` carries the prompt side of usage and the model; ``message_delta`` the
     cumulative output count (and, on newer API versions, cumulative prompt fields too). Usage
-    is reported only once a ``message_delta`` arrived: before that the output count is a
-    stand-in value, so a stream cut earlier reports no usage and the caller counts the text.
+    is reported only once a ``message_delta`` carried an output count: before that the count is
+    a stand-in value, so a stream cut earlier (or from a server that sends no usage) reports
+    no usage and the caller counts the text.
     Events are told apart by their ``event:`` name, so pings and block boundaries are never
     parsed, and text deltas are decoded only on demand.
     """
@@ -103,8 +104,10 @@ class AnthropicStreamTracker:
             elif kind == "message_start":
                 self._take_message_start(data)
             elif kind == "message_delta":
-                self._take_usage(_loads_object(data))
-                self._output_seen = True
+                delta = _loads_object(data)
+                self._take_usage(delta)
+                # A server that sends no usage at all must not read as "0 tokens generated".
+                self._output_seen |= sub_dict(delta, "usage").get("output_tokens") is not None
             elif kind == "message_stop":
                 self._finished = True
 

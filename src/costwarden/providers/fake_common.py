@@ -101,6 +101,14 @@ class Knobs:
     cached_tokens: int | None = None  # report this many prompt tokens as cache reads
     reply: str | None = None  # answer with these words (a tier that hedges or refuses)
     logprob: float | None = None  # each token's logprob when the request asks for logprobs
+    # Faults (``fake_faults``): a connection reset, a 200 that is not what it claims, a
+    # Retry-After on errors, and errors that stop after the first N tries of one request.
+    reset: str | None = None  # "headers": RST before any byte; "body": RST mid-body
+    malformed: bool = False  # unary: a 200 body that is not JSON; stream: junk events
+    retry_after: float | None = None  # Retry-After seconds on an error answer
+    flaky: int = 0  # the first N requests carrying ``flaky_id`` fail with ``flaky_status``
+    flaky_id: str | None = None
+    flaky_status: int = 503
 
     def merged(self, values: Mapping[str, str]) -> Knobs:
         changes: dict[str, Any] = {}
@@ -142,6 +150,12 @@ def _logprob(raw: str) -> float:
     return value
 
 
+def _reset(raw: str) -> str:
+    if raw not in {"headers", "body"}:
+        raise ValueError("must be 'headers' (before the response) or 'body' (mid-body)")
+    return raw
+
+
 def _flag(raw: str) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -157,6 +171,12 @@ _KNOB_PARSERS: Mapping[str, Callable[[str], Any]] = MappingProxyType(
         "cached_tokens": _non_negative_int,
         "reply": _reply,
         "logprob": _logprob,
+        "reset": _reset,
+        "malformed": _flag,
+        "retry_after": float,
+        "flaky": _non_negative_int,
+        "flaky_id": str,
+        "flaky_status": _status,
     }
 )
 

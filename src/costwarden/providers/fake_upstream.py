@@ -41,6 +41,8 @@ Behaviour knobs, per request, through any of (later ones win):
   cut_after=N        close the connection after N content chunks: a real cut (incomplete
                      chunked body, no finish event, no usage, no [DONE]); for a non-stream
                      response, after half the body
+  reset, malformed, retry_after, flaky   connection resets, bodies that are not what they
+                     claim, Retry-After, errors then success: see ``fake_faults``
   no_usage=1         leave usage out (non-stream body, usage chunk, Anthropic usage fields)
   output_tokens=N    tokens to generate;  cached_tokens=N  cache reads to report
   reply=TEXT         answer with TEXT's words (one token each; ``output_tokens`` repeats or
@@ -65,7 +67,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -84,7 +86,6 @@ from costwarden.providers.fake_common import (
     Knobs,
     PrefixCache,
     PromptCount,
-    StreamPlan,
     body_knobs,
     generate,
     header_knobs,
@@ -92,6 +93,7 @@ from costwarden.providers.fake_common import (
     response_model,
     split_model,
 )
+from costwarden.providers.fake_faults import FlakyCounter, Reply, error_headers, send_reply
 from costwarden.providers.fake_requests import (
     HTTPReplyError,
     json_object,
@@ -135,14 +137,6 @@ class RecordedRequest:
     body: Any = None  # the parsed JSON body (None when absent or not JSON)
 
 
-@dataclass(slots=True)
-class _Reply:
-    status: int
-    body: bytes = b""
-    stream: StreamPlan | None = None
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
 class FakeUpstream:
     """The ASGI app (call it) plus an in-process uvicorn lifecycle for tests."""
 
@@ -154,6 +148,7 @@ class FakeUpstream:
         )
         self._prefixes = PrefixCache()
         self._api_calls = 0
+        self._flaky = FlakyCounter()
         self.batches = FakeBatches(self._batch_answer, delay_ms=self.config.batch_delay_ms)
         self._server: uvicorn.Server | None = None  # while started in-process
         self._task: asyncio.Task[None] | None = None
@@ -214,11 +209,11 @@ class FakeUpstream:
                 b"req_" + os.urandom(12).hex().encode(),
             )
         )
-        await _send_reply(send, reply, knobs)
+        await send_reply(send, reply, knobs)
 
     async def _reply(
         self, request: RecordedRequest, api: str | None, anthropic: bool
-    ) -> tuple[_Reply, Knobs]:
+    ) -> tuple[Reply, Knobs]:
         errors = fake_anthropic.error_body if anthropic else fake_openai.error_body
         knobs = self._default_knobs
         try:
@@ -231,17 +226,18 @@ class FakeUpstream:
             self._check_failures(request, knobs)
             return self._answer(api, body, request.raw_body, knobs), knobs
         except HTTPReplyError as exc:
-            return _Reply(exc.status, errors(exc.status, str(exc) or None), None, [_JSON]), knobs
+            error = errors(exc.status, str(exc) or None)
+            return Reply(exc.status, error, None, [_JSON, *error_headers(knobs)]), knobs
 
-    def _non_api_reply(self, request: RecordedRequest, anthropic: bool) -> _Reply:
+    def _non_api_reply(self, request: RecordedRequest, anthropic: bool) -> Reply:
         batch = self.batches.handle(
             request.method, request.path, request.query, request.headers, request.raw_body
         )
         if batch is not None:  # OpenAI files and batches (providers/fake_batch.py)
-            return _Reply(batch.status, batch.body, None, batch.headers)
+            return Reply(batch.status, batch.body, None, batch.headers)
         if request.method == "GET" and request.path.endswith("/models"):
             build = fake_anthropic.models_list if anthropic else fake_openai.models_list
-            return _Reply(200, build(int(time.time())), None, [_JSON])
+            return Reply(200, build(int(time.time())), None, [_JSON])
         raise HTTPReplyError(f"Unknown route {request.method} {request.path}", 404)
 
     def _batch_answer(self, api: str, body: dict[str, Any]) -> tuple[int, bytes]:
@@ -276,8 +272,10 @@ class FakeUpstream:
             raise HTTPReplyError("", self.config.fail_status)
         if knobs.status is not None:
             raise HTTPReplyError("", knobs.status)
+        if self._flaky.should_fail(knobs):
+            raise HTTPReplyError("", knobs.flaky_status)
 
-    def _answer(self, api: str, body: dict[str, Any], raw: bytes, knobs: Knobs) -> _Reply:
+    def _answer(self, api: str, body: dict[str, Any], raw: bytes, knobs: Knobs) -> Reply:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise HTTPReplyError("'model' is required")
@@ -324,12 +322,12 @@ class FakeUpstream:
             return CACHE_PREFIX_TOKENS, 0
         return 0, CACHE_PREFIX_TOKENS if writes else 0
 
-    def _embeddings(self, model: str, body: dict[str, Any], knobs: Knobs) -> _Reply:
+    def _embeddings(self, model: str, body: dict[str, Any], knobs: Knobs) -> Reply:
         inputs = fake_openai.embedding_inputs(body.get("input"))
         if inputs is None:
             raise HTTPReplyError("'input' must be a string, a list of strings or token arrays")
         payload = fake_openai.embeddings(model, body, inputs, not knobs.no_usage)
-        return _Reply(200, payload, None, [_JSON])
+        return Reply(200, payload, None, [_JSON])
 
 
 def _logprob(api: str, body: Mapping[str, Any], knobs: Knobs) -> float | None:
@@ -379,14 +377,14 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(parts)
 
 
-def _render(api: str, answer: Answer, body: Mapping[str, Any]) -> _Reply:
+def _render(api: str, answer: Answer, body: Mapping[str, Any]) -> Reply:
     if body.get("stream") is not True:
         build = {
             CHAT: fake_openai.chat_completion,
             COMPLETIONS: fake_openai.text_completion,
             MESSAGES: fake_anthropic.message,
         }[api]
-        return _Reply(200, build(answer), None, [_JSON])
+        return Reply(200, build(answer), None, [_JSON])
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     if api == CHAT:
@@ -395,37 +393,7 @@ def _render(api: str, answer: Answer, body: Mapping[str, Any]) -> _Reply:
         plan = fake_openai.completion_stream(answer, include_usage)
     else:
         plan = fake_anthropic.message_stream(answer)
-    return _Reply(200, b"", plan, list(_SSE_HEADERS))
-
-
-async def _send_reply(send: Send, reply: _Reply, knobs: Knobs) -> None:
-    cut = knobs.cut_after is not None and reply.status == 200
-    if reply.stream is None:
-        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        if cut:  # return mid-body: uvicorn then drops the connection, a real cut
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": reply.body[: len(reply.body) // 2],
-                    "more_body": True,
-                }
-            )
-            return
-        await send({"type": "http.response.body", "body": reply.body})
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": reply.headers})
-    plan = reply.stream
-    content = plan.content[: knobs.cut_after] if cut else plan.content
-    events = (*plan.head, *content, *(() if cut else plan.tail))
-    if knobs.chunk_delay_ms:
-        for event in events:
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-            await asyncio.sleep(knobs.chunk_delay_ms / 1000)
-    else:
-        await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
-    if not cut:
-        await send({"type": "http.response.body", "body": b""})
+    return Reply(200, b"", plan, list(_SSE_HEADERS))
 
 
 if __name__ == "__main__":

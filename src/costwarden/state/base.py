@@ -21,7 +21,7 @@ frozen, since they are shared between requests.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal, Protocol, runtime_checkable
@@ -320,3 +320,16 @@ class LocalStateBackend(StateBackend, Protocol):
 
 
 ReserveResult = AdmissionOutcome  # what ``reserve`` returns: admitted, or which scope refused
+
+
+@dataclass(frozen=True, slots=True)
+class SeedCounter:
+    """A budget counter's spend as the ledger knows it, for re-seeding."""
+
+    key: str  # without the backend's prefix, as ``ScopeKey.key``
+    spent_units: int
+    expires_at: float | None  # when the counter may be forgotten (None: never)
+
+
+# now (epoch s) -> every budget counter of the current periods with its spend in the ledger.
+SeedSource = Callable[[float], Awaitable[Sequence[SeedCounter]]]

@@ -26,6 +26,7 @@ from costwarden.state.base import (
     ScopeKey,
     ScopeSettlement,
     ScopeUsage,
+    SeedCounter,
     SessionCheck,
     Settlement,
     SettleOutcome,
@@ -83,6 +84,18 @@ class MemoryStateBackend:
 
     async def admit(self, plan: AdmissionPlan) -> AdmissionOutcome:
         return self.admit_now(plan)
+
+    def seed(self, counters: Sequence[SeedCounter]) -> None:
+        """Raise each budget counter to at least the spend the ledger knows. In-process counters
+        start empty when the gateway starts; the period's spend does not, so without this a
+        restart would hand every budget its whole cap again."""
+        for seeded in counters:
+            counter = self._counters.get(seeded.key)
+            if counter is None:
+                counter = self._counters[seeded.key] = _Counter(expires_at=seeded.expires_at)
+                if seeded.expires_at is not None:
+                    self._expire_later(seeded.expires_at, "counter", seeded.key)
+            counter.spent = max(counter.spent, seeded.spent_units)
 
     async def admit_many(self, plans: Sequence[AdmissionPlan]) -> list[AdmissionOutcome]:
         return [self.admit_now(plan) for plan in plans]

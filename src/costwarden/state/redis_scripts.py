@@ -448,6 +448,10 @@ STEP = (
     + _SETTLE_ONE
     + _ADMIT_ONE
     + """
+-- No epoch key: the counters lost their data (a restart without persistence, a failover to
+-- an empty replica, FLUSHALL). Nothing is checked or written until the gateway re-seeds them
+-- from the ledger (redis_recovery.py); one EXISTS here instead of a round trip of its own.
+if redis.call('EXISTS', P .. 'epoch') == 0 then return 'lost' end
 local first_plan = 3 + 4 * tonumber(ARGV[2])
 local settled, admitted = {}, {}
 for i = 3, first_plan - 1, 4 do
@@ -464,6 +468,9 @@ flush()
 return {settled, admitted}
 """
 )
+
+# What every script starts with, for the recovery scripts (redis_recovery_scripts.py).
+COMMON = _COMMON
 
 # ARGV: prefix, lease id, now. Reply: 1 if the lease was live, else 0.
 RELEASE = (
