@@ -27,6 +27,7 @@ from costwarden.errors import (
     AuthenticationError,
     CostwardenError,
     InvalidRequest,
+    LedgerUnavailable,
     MethodNotAllowed,
     NotFound,
     PermissionDenied,
@@ -43,6 +44,7 @@ from costwarden.gateway.asgi import (
     send_json,
 )
 from costwarden.gateway.services import Services
+from costwarden.ledger.backends import UNREACHABLE_ERRORS
 from costwarden.reports import parse_range, spend_report
 
 log = logging.getLogger("costwarden.gateway")
@@ -69,6 +71,9 @@ class AdminAPI:
             await send_json(send, status, data)
         except CostwardenError as exc:
             await send_error(send, exc)
+        except UNREACHABLE_ERRORS as exc:
+            log.warning("admin request: ledger database unreachable (%s)", type(exc).__name__)
+            await send_error(send, LedgerUnavailable("the ledger database is unreachable"))
         except Exception:
             # A bug of ours: still answer in the API's error shape, not the server's bare 500.
             log.exception("unhandled error in admin request %s %s", scope["method"], scope["path"])
