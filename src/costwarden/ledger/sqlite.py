@@ -1,7 +1,9 @@
 """SQLite ledger backend: the embedded default, no server needed.
 
 One connection lives on one dedicated worker thread, so the event loop never blocks on disk
-and the connection is never shared across threads. WAL mode lets readers (reports) run while
+and the connection is never shared across threads; a second, on a thread of its own, serves
+the long reads that fold an hour into the rollups (``sqlite_monitor.py``), so they never hold
+up the writer. WAL mode lets readers (reports) run while
 the writer commits; ``busy_timeout`` makes writers of several processes wait for each other
 instead of failing at once. ``synchronous=FULL`` because the ledger deletes a spool segment
 once its rows are committed: the commit must be on disk before the spool copy is gone.
@@ -13,24 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from costwarden.ledger import sqlite_rollups as rollups
-from costwarden.ledger import watch
-from costwarden.ledger.cube import CubeRow, Grain, cube_row, cube_sql, sort_cube_rows
 from costwarden.ledger.rows import LedgerRow, record_from_columns
 from costwarden.ledger.sql import (
     INTERRUPTED_MESSAGE,
     Dialect,
-    Params,
     count_sql,
     interrupt_in_flight_sql,
     list_records_sql,
@@ -40,16 +37,17 @@ from costwarden.ledger.sql import (
     split_sqlite_script,
     upsert_record_sql,
 )
+from costwarden.ledger.sqlite_monitor import SqliteMonitorTables
 from costwarden.ledger.sqlite_rows import (
     DecimalSum,
     sqlite_timestamp,
     sqlite_values,
     sqlite_values_from_line,
+    write_transaction,
 )
 from costwarden.ledger.store import (
     Checkpoint,
     SpendRow,
-    StoredAlert,
     VirtualKey,
     budget_rule_from_json,
     budget_rule_json,
@@ -84,20 +82,6 @@ _DIALECT = Dialect(
 )
 
 
-@contextmanager
-def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front, so a busy database fails (or waits) here
-    # rather than half-way through the batch.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _key_from_row(row: Mapping[str, Any]) -> VirtualKey:
     return VirtualKey(
         key_id=row["key_id"],
@@ -111,7 +95,7 @@ def _key_from_row(row: Mapping[str, Any]) -> VirtualKey:
     )
 
 
-class SqliteStore:
+class SqliteStore(SqliteMonitorTables):
     """``Store`` over one SQLite file (see module docstring)."""
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
@@ -185,7 +169,7 @@ class SqliteStore:
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
                 for migration in migrations:
                     if migration.version in done:
@@ -212,7 +196,7 @@ class SqliteStore:
         self, values: Sequence[Sequence[Any]], checkpoint: Checkpoint | None = None
     ) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 if values:
                     conn.executemany(_INSERT_RECORD, values)
                     rollups.mark_dirty(conn, values)
@@ -226,7 +210,7 @@ class SqliteStore:
 
     async def interrupt_in_flight(self, spool_writer: str) -> int:
         def interrupt(conn: sqlite3.Connection) -> int:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 rollups.mark_dirty_where(
                     conn, "status = 'in_flight' AND spool_writer = ?", (spool_writer,)
                 )
@@ -296,71 +280,6 @@ class SqliteStore:
 
         return [record_from_columns(row) for row in await self._run(fetch)]
 
-    # -- rollups -------------------------------------------------------------------------
-    async def cube(
-        self,
-        grain: Grain,
-        group_by: Sequence[str],
-        since: datetime,
-        until: datetime,
-        filters: Mapping[str, str | None] | None = None,
-    ) -> list[CubeRow]:
-        params = Params(_DIALECT.param_marker)
-        sql = cube_sql(
-            params, sqlite_timestamp, grain, group_by, since=since, until=until,
-            filters=filters or {},
-        )
-        result = await self._run(lambda conn: conn.execute(sql, params.values).fetchall())
-        return sort_cube_rows([cube_row(group_by, tuple(r)) for r in result], group_by)
-
-    async def refresh_rollups(self, max_hours: int = 48) -> int:
-        dirty = await self._run(lambda conn: rollups.dirty_hours(conn, max_hours))
-        for hour, version in dirty:
-            rows = await self._read(partial(rollups.read_hour, hour=hour))
-            write = partial(
-                rollups.write_hour, hour=hour, version=version, rows=rows,
-                transaction=_write_transaction,
-            )
-            await self._run(write)
-        hours = [hour for hour, _ in dirty]
-        await self._run(lambda conn: rollups.refresh_days(conn, hours, _write_transaction))
-        return len(dirty)
-
-    async def mark_rollups_dirty(self) -> int:
-        def mark(conn: sqlite3.Connection) -> int:
-            with _write_transaction(conn):
-                return rollups.mark_all_dirty(conn)
-
-        return await self._run(mark)
-
-    # -- alert log and leader leases -----------------------------------------------------
-    async def record_alerts(self, alerts: Sequence[StoredAlert]) -> None:
-        def insert(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
-                rollups.insert_alerts(conn, alerts, sqlite_timestamp)
-
-        if alerts:
-            await self._run(insert)
-
-    async def list_alerts(
-        self,
-        since: datetime,
-        until: datetime,
-        kinds: Sequence[str] | None = None,
-        limit: int = 100,
-    ) -> list[StoredAlert]:
-        since_text, until_text = sqlite_timestamp(since), sqlite_timestamp(until)
-        return await self._run(
-            lambda conn: rollups.select_alerts(conn, since_text, until_text, kinds, limit)
-        )
-
-    async def try_lease(self, name: str, holder: str, ttl_s: float, now: float) -> bool:
-        def take(conn: sqlite3.Connection) -> bool:
-            with _write_transaction(conn):
-                return rollups.take_lease(conn, name, holder, ttl_s, now)
-
-        return await self._run(take)
-
     # -- spool checkpoints ---------------------------------------------------------------
     async def get_checkpoint(self, segment: str) -> int | None:
         def fetch(conn: sqlite3.Connection) -> int | None:
@@ -373,7 +292,7 @@ class SqliteStore:
 
     async def delete_checkpoint(self, segment: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 conn.execute("DELETE FROM spool_checkpoints WHERE segment = ?", (segment,))
 
         await self._run(delete)
@@ -392,7 +311,7 @@ class SqliteStore:
         )
 
         def insert(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 conn.execute(
                     "INSERT INTO virtual_keys (key_id, key_hash, key_prefix, user_id, team, "
                     "name, metadata, created_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -409,7 +328,7 @@ class SqliteStore:
 
     async def revoke_key(self, key_id: str, revoked_at: datetime) -> bool:
         def revoke(conn: sqlite3.Connection) -> bool:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 cursor = conn.execute(
                     "UPDATE virtual_keys SET revoked_at = ? "
                     "WHERE key_id = ? AND revoked_at IS NULL",
@@ -442,55 +361,15 @@ class SqliteStore:
         values = (budget_rule_name(rule), budget_rule_json(rule), now, now)
 
         def upsert(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 conn.execute(_UPSERT_BUDGET, values)
 
         await self._run(upsert)
 
     async def delete_budget_rule(self, name: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 cursor = conn.execute("DELETE FROM policy_budgets WHERE name = ?", (name,))
             return cursor.rowcount == 1
 
         return await self._run(delete)
-
-    # -- price watch ---------------------------------------------------------------------
-    async def last_billed_prices(self, since: datetime, until: datetime) -> list[watch.BilledPrice]:
-        sql = watch.last_billed_sql(_DIALECT.param_marker, "json_array_length(attempts) = 1")
-        params = (sqlite_timestamp(since), sqlite_timestamp(until))
-        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
-        return [watch.billed_price(tuple(row)) for row in rows]
-
-    async def version_sightings(
-        self, since: datetime, until: datetime
-    ) -> list[watch.VersionSighting]:
-        sql = watch.version_sightings_sql(_DIALECT.param_marker)
-        params = (sqlite_timestamp(since), sqlite_timestamp(until))
-        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
-        return [watch.version_sighting(tuple(row)) for row in rows]
-
-    async def price_watch_state(self) -> watch.WatchState:
-        def fetch(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-            observations = conn.execute(watch.SELECT_OBSERVATIONS).fetchall()
-            return observations, conn.execute(watch.SELECT_SIGHTINGS).fetchall()
-
-        observations, sightings = await self._run(fetch)
-        return watch.watch_state(observations, sightings)
-
-    async def save_price_watch_state(
-        self,
-        observations: Sequence[watch.PriceObservation],
-        sightings: Sequence[watch.VersionSighting],
-    ) -> None:
-        cards = [watch.observation_values(o, sqlite_timestamp, str) for o in observations]
-        marks = [watch.sighting_values(s, sqlite_timestamp) for s in sightings]
-        upsert = watch.upsert_observation_sql(_DIALECT.param_marker)
-        insert = watch.insert_sighting_sql(_DIALECT.param_marker)
-
-        def save(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
-                conn.executemany(upsert, cards)
-                conn.executemany(insert, marks)
-
-        await self._run(save)

@@ -8,7 +8,9 @@ decimal text, summed with ``decimal_sum``, never REAL.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable, Mapping
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -162,3 +164,17 @@ class DecimalSum:
 
     def finalize(self) -> str:
         return str(self.total)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a busy database fails (or waits) here
+    # rather than half-way through the batch.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
