@@ -16,11 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from costwarden.batch.backends import open_queue
 from costwarden.batch.context import WorkerOptions
 from costwarden.batch.models import ItemView, JobCounts, JobStatus
+from costwarden.batch.openai_batch import SUBMISSION_KEY, BatchApiClient, input_line
 from costwarden.batch.worker import Worker, run_worker
 from costwarden.config import Settings, settings_from_dict
 from costwarden.errors import ConfigError
@@ -28,6 +30,7 @@ from costwarden.gateway.app import Gateway
 from costwarden.gateway.services import build_services
 from costwarden.policy.config import BudgetRule
 from costwarden.policy.engine import PolicyEngine
+from costwarden.providers.base import CHAT
 from costwarden.providers.fake_upstream import FakeUpstream, FakeUpstreamConfig
 from costwarden.records import UsageRecord
 from costwarden.state.redis import RedisStateBackend
@@ -261,3 +264,45 @@ async def test_standalone_worker_refuses_counters_no_gateway_shares(tmp_path: Pa
     )
     with pytest.raises(ConfigError, match="allow-local-counters"):
         await run_worker(settings, WorkerOptions(exit_when_idle=True))
+
+
+async def test_a_taken_over_provider_batch_is_charged_even_past_the_cap(
+    tmp_path: Path, fake: FakeUpstream, redis_url: str, key_prefix: str
+) -> None:
+    base = worker_settings(
+        tmp_path, f"{fake.base_url}/v1", lease_s=1, heartbeat_s=0.2,
+        batch_api={"poll_interval_s": 0.05},
+    )  # fmt: skip
+    cap = unit_price(base, batch=True) * 5
+    settings = with_policy(
+        base, {"budgets": [budget(cap)]}, backend="redis", redis_url=redis_url,
+        key_prefix=key_prefix,
+    )  # fmt: skip
+    job_id = await submit(settings, bodies(10), mode="batch_api")
+    # A worker sent the provider batch and died before its reservations were settled: the
+    # batch runs on, and twice what the cap allows is spent whatever the next worker does.
+    queue = await open_queue(settings)
+    try:
+        sub = await queue.submissions.claim("doomed", 100, settings.batch.lease_s)
+        assert sub is not None and len(sub.items) == 10
+        async with aiohttp.ClientSession() as session:
+            client = BatchApiClient(session, settings.models[0].endpoints[0], None)
+            lines = b"".join(input_line(i.item_id, CHAT, i.body) for i in sub.items)
+            file_id = await client.upload(lines, "in.jsonl")
+            await client.create(file_id, CHAT, {SUBMISSION_KEY: sub.submission_id}, "24h")
+    finally:
+        await queue.close()
+    await asyncio.sleep(settings.batch.lease_s + 0.1)  # its lease runs out
+
+    assert await run_worker(settings, WorkerOptions(job_id=job_id)) == 0
+    records = await ledger_records(settings)
+    spent = sum((r.cost for r in records if r.cost is not None), Decimal(0))
+    assert spent == unit_price(settings, batch=True) * 10 > cap  # sent, so paid
+    state = RedisStateBackend.from_url(redis_url, key_prefix)
+    try:  # the counters know it all: the next admission sees the cap passed
+        [status] = await PolicyEngine(settings.policy, state).budget_status()
+    finally:
+        await state.aclose()
+    # Counters hold units of 1e-8 USD, each settlement rounded up (never under the spend).
+    assert spent <= status.spent_usd <= spent + Decimal("1e-8") * len(records)
+    assert status.reserved_usd == 0

@@ -174,3 +174,19 @@ async def test_missing_max_tokens_reserves_the_default_output_bound(backend, clo
     engine = make(backend, clock, sink, default_max_output_tokens=256)
     admission = await engine.admit(request())
     assert admission.max_output_tokens == 256 and admission.reserved_tokens == 356
+
+
+async def test_spend_already_sent_is_reserved_past_the_cap_and_charged(backend, clock, sink):
+    # A request that cannot be stopped (a provider batch taken over from a dead worker) still
+    # lands on the counters, so the next admission sees the cap passed.
+    engine = make(backend, clock, sink, BudgetRule(period="day", limit_usd=Decimal("0.15")))
+    first = await engine.admit(request(cost="0.10"))
+    with pytest.raises(BudgetExceeded):
+        await engine.admit(request(cost="0.10"))
+    sent = await engine.admit_spent(request(cost="0.10"))
+    await engine.settle(first, Decimal("0.10"), 100)
+    await engine.settle(sent, Decimal("0.08"), 100)
+    [status] = await engine.budget_status()
+    assert status.spent_usd == Decimal("0.18") and status.reserved_usd == 0
+    with pytest.raises(BudgetExceeded):
+        await engine.admit(request(cost="0.01"))

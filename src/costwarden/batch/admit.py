@@ -193,24 +193,29 @@ async def readmit_group(
     price: ResolvedPrice | None,
 ) -> dict[str, Admission | None]:
     """Reserve the items of a provider batch taken over from another worker: it was sent
-    already, so a refusal cannot stop it — it is said loudly, and those items' spend is
-    recorded in the ledger without a reservation to settle."""
+    already, so a refusal cannot stop it. A refused item is said loudly and reserved without a
+    check instead, so its settlement still charges the counters what it cost: the cap may be
+    passed by what was in flight, but never forgotten."""
     if not ctx.controls.active:
         return dict.fromkeys((item.item_id for item in items), None)
     results = await asyncio.gather(
         *(ctx.controls.admit(job.api, i.body, records[i.item_id], price) for i in items)
     )
-    admitted: dict[str, Admission | None] = {
-        item.item_id: result
-        for item, result in zip(items, results, strict=True)
-        if isinstance(result, Admission)
-    }
-    refusals = [r for r in results if isinstance(r, Refused)]
+    admitted: dict[str, Admission | None] = {}
+    refusals = []
+    for item, result in zip(items, results, strict=True):
+        if isinstance(result, Admission):
+            admitted[item.item_id] = result
+            continue
+        refusals.append(result)
+        admitted[item.item_id] = await ctx.controls.admit_spent(
+            job.api, item.body, records[item.item_id], price
+        )
     if refusals:
         log.error(
             "batch job %s: a provider batch taken over from another worker is already sent, "
-            "but %d of its items could not be reserved again (%s); their cost is recorded, "
-            "not reserved",
+            "but %d of its items could not be reserved again (%s); their cost is charged to "
+            "the budgets anyway",
             job.job_id,
             len(refusals),
             refusals[0].error.message,

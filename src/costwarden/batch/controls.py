@@ -135,6 +135,21 @@ class BatchControls:
         except PolicyRejection as error:
             return refused(error)
 
+    async def admit_spent(
+        self,
+        api: str,
+        body: dict[str, Any],
+        record: UsageRecord,
+        batch_price: ResolvedPrice | None = None,
+    ) -> Admission:
+        """A reservation no limit refuses, for an item sent already (a provider batch taken
+        over from a dead worker): its settlement charges the counters what it cost."""
+        request = self._request(api, body, record, batch_price)
+        request.refine = None
+        admission = await self._engine.admit_spent(request)
+        self._leases.hold(admission)
+        return admission
+
     def settle(self, admission: Admission, record: UsageRecord) -> None:
         """The try reached an upstream: its actual cost replaces the reservation (unknown
         cost: the reservation is kept as spend, the conservative side)."""

@@ -20,6 +20,7 @@ requests in one backend step (one round trip on Redis), for the gateway's batchi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 import time
@@ -70,6 +71,8 @@ Clock = Callable[[], float]  # epoch seconds; time.time in production, injected 
 # Refusals that a smaller token count could turn into an admission (a budget, the session's
 # spend, a token bucket — or a request bucket, harmlessly retried: it refuses again).
 _TOKEN_BOUND_REFUSALS = (Refusal.BUDGET, Refusal.RATE)
+# The cap of a reservation no limit may refuse: the most a counter holds exactly.
+_UNCAPPED = units_to_usd(MAX_UNITS - 1)
 
 
 @dataclass(slots=True)  # not frozen: built per request (see state.base)
@@ -233,6 +236,17 @@ class PolicyEngine:
             if outcome.transition is not None:
                 self._report_velocity(outcome.transition, pending)
         return self._conclude(pending, outcome)
+
+    async def admit_spent(self, ctx: AdmissionRequest) -> Admission:
+        """Reserve ``ctx``'s worst case on its budget counters without checking any limit,
+        for a request that was sent already and cannot be stopped (a provider batch taken over
+        from a dead batch worker). Its settlement then charges what it cost to every counter,
+        so the counters keep seeing spend that a cap could not prevent."""
+        pending = self._prepare(ctx)
+        plan = pending.plan
+        plan.scopes = tuple(dataclasses.replace(scope, cap=_UNCAPPED) for scope in plan.scopes)
+        plan.rates, plan.session, plan.velocity, plan.tentative = (), None, None, False
+        return self._conclude(pending, await self._state.admit(plan))
 
     def admit_now(self, ctx: AdmissionRequest) -> Admission:
         """``admit`` on a backend in this process (``local``), with no coroutine around it."""
