@@ -40,7 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from tests.support import procs
-from wrkbench import Run, one_model_gateway, parse_args, report, rotated, thread_cpu_s, wrk
+from wrkbench import (
+    CpuSamples,
+    Run,
+    cpu_rows,
+    one_model_gateway,
+    parse_args,
+    report,
+    rotated,
+    thread_cpu_s,
+    wrk,
+)
 
 from costwarden.monitor.exposition import render
 from costwarden.monitor.metrics import GatewayMetrics
@@ -199,9 +209,6 @@ wrk.body = '{"model":"gpt-4o-mini","max_tokens":16,' ..
 """
 
 # (variant, connections, round) -> main-thread CPU µs per request
-CpuSamples = dict[tuple[str, int, int], float]
-
-
 def measure(tmp: Path, conns: list[int], seconds: int, rounds: int, cpu: CpuSamples) -> list[Run]:
     up_port = procs.free_port()
     ports = {variant: procs.free_port() for variant in VARIANTS}
@@ -235,37 +242,13 @@ def measure(tmp: Path, conns: list[int], seconds: int, rounds: int, cpu: CpuSamp
     return runs
 
 
-def cpu_rows(cpu: CpuSamples, conns: list[int], rounds: int) -> list[dict[str, float | str]]:
-    rows: list[dict[str, float | str]] = []
-    print("\nmain-thread CPU per request (medians over the rounds)")
-    print(f"{'target':<12}{'conns':>6}{'main µs':>9}{'added µs':>10}{'added %':>9}")
-    for c in conns:
-        for variant in VARIANTS:
-            added = [cpu[variant, c, i] - cpu["off", c, i] for i in range(rounds)]
-            share = [a / cpu["off", c, i] * 100 for i, a in enumerate(added)]
-            main_us = median(cpu[variant, c, i] for i in range(rounds))
-            print(
-                f"{variant:<12}{c:>6}{main_us:>9.1f}{median(added):>+10.1f}{median(share):>+8.1f}%"
-            )
-            rows.append(
-                {
-                    "target": variant,
-                    "connections": c,
-                    "main_cpu_us": round(main_us, 1),
-                    "added_main_cpu_us": round(median(added), 1),
-                    "added_pct": round(median(share), 1),
-                }
-            )
-    return rows
-
-
 def main() -> int:
     duration, conns, rounds = parse_args()
     in_process = micro()
     cpu: CpuSamples = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         runs = measure(Path(tmpdir), conns, duration, rounds, cpu)
-    rows = cpu_rows(cpu, conns, rounds)
+    rows = cpu_rows(cpu, VARIANTS, "off", conns, rounds)
     extra = {"variants": list(VARIANTS), "per_record": in_process, "cpu": rows}
     report(runs, baseline="off", name="metrics", extra=extra)
     failed = sum(r.errors for r in runs)

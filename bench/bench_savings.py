@@ -31,10 +31,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from statistics import median
 
 from tests.support import procs
-from wrkbench import Run, one_model_gateway, parse_args, report, rotated, thread_cpu_s, wrk
+from wrkbench import (
+    CpuSamples,
+    Run,
+    cpu_rows,
+    one_model_gateway,
+    parse_args,
+    report,
+    rotated,
+    thread_cpu_s,
+    wrk,
+)
 
 VARIANTS = ("none", "seam", "cache-miss", "cache-hit")
 DISTINCT_HIT_PROMPTS = 64
@@ -66,9 +75,6 @@ def gateway_config(tmp: Path, variant: str, upstream_port: int) -> dict[str, Any
 
 
 # (variant, connections, round) -> main-thread CPU µs per request
-CpuSamples = dict[tuple[str, int, int], float]
-
-
 def measure(
     tmp: Path, conns: list[int], seconds: int, rounds: int, cpu: CpuSamples
 ) -> list[Run]:
@@ -107,34 +113,12 @@ def measure(
     return runs
 
 
-def cpu_rows(cpu: CpuSamples, conns: list[int], rounds: int) -> list[dict[str, float | str]]:
-    rows: list[dict[str, float | str]] = []
-    print("\nmain-thread CPU per request (medians over the rounds)")
-    print(f"{'target':<12}{'conns':>6}{'main µs':>9}{'added µs':>10}{'added %':>9}")
-    for c in conns:
-        for variant in VARIANTS:
-            added = [cpu[variant, c, i] - cpu["none", c, i] for i in range(rounds)]
-            share = [a / cpu["none", c, i] * 100 for i, a in enumerate(added)]
-            main_us = median(cpu[variant, c, i] for i in range(rounds))
-            print(f"{variant:<12}{c:>6}{main_us:>9.1f}{median(added):>+10.1f}{median(share):>+8.1f}%")
-            rows.append(
-                {
-                    "target": variant,
-                    "connections": c,
-                    "main_cpu_us": round(main_us, 1),
-                    "added_main_cpu_us": round(median(added), 1),
-                    "added_pct": round(median(share), 1),
-                }
-            )
-    return rows
-
-
 def main() -> int:
     duration, conns, rounds = parse_args()
     cpu: CpuSamples = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         runs = measure(Path(tmpdir), conns, duration, rounds, cpu)
-    rows = cpu_rows(cpu, conns, rounds)
+    rows = cpu_rows(cpu, VARIANTS, "none", conns, rounds)
     extra = {"variants": list(VARIANTS), "cpu": rows}
     report(runs, baseline="none", name="savings", extra=extra)
     failed = sum(r.errors for r in runs)

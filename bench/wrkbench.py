@@ -171,3 +171,32 @@ def write_results(name: str, document: dict[str, Any]) -> None:
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+CpuSamples = dict[tuple[str, int, int], float]
+
+
+def cpu_rows(
+    cpu: CpuSamples, variants: tuple[str, ...], baseline: str, conns: list[int], rounds: int
+) -> list[dict[str, float | str]]:
+    """Print and return main-thread CPU per request of each variant and what it adds over
+    ``baseline`` (medians over the rounds, each round's variants measured side by side)."""
+    rows: list[dict[str, float | str]] = []
+    print("\nmain-thread CPU per request (medians over the rounds)")
+    print(f"{'target':<12}{'conns':>6}{'main µs':>9}{'added µs':>10}{'added %':>9}")
+    for c in conns:
+        for variant in variants:
+            added = [cpu[variant, c, i] - cpu[baseline, c, i] for i in range(rounds)]
+            share = [a / cpu[baseline, c, i] * 100 for i, a in enumerate(added)]
+            main_us = median(cpu[variant, c, i] for i in range(rounds))
+            print(f"{variant:<12}{c:>6}{main_us:>9.1f}{median(added):>+10.1f}{median(share):>+8.1f}%")
+            rows.append(
+                {
+                    "target": variant,
+                    "connections": c,
+                    "main_cpu_us": round(main_us, 1),
+                    "added_main_cpu_us": round(median(added), 1),
+                    "added_pct": round(median(share), 1),
+                }
+            )
+    return rows
