@@ -190,6 +190,30 @@ def build_spans(settings: Settings, environ: dict[str, str]) -> SpanEmitter | No
     return build_span_emitter(config, providers, environ)
 
 
+def _upstream_session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    # auto_decompress stays on (the default) so streamed SSE reaches trackers as plain text.
+    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+
+
+def _upstream_caller(
+    settings: Settings,
+    env: dict[str, str],
+    router: Router,
+    session: aiohttp.ClientSession,
+    pricer: UnaryPricer,
+) -> UpstreamCaller:
+    gw = settings.gateway
+    return UpstreamCaller(
+        router,
+        session=session,
+        retry=gw.retry,
+        api_keys=resolve_api_keys(settings, env),
+        timeouts=(gw.connect_timeout_s, gw.request_timeout_s),
+        pricer=pricer,
+    )
+
+
 async def build_services(settings: Settings, environ: dict[str, str] | None = None) -> Services:
     env = dict(os.environ if environ is None else environ)
     spans = build_spans(settings, env)  # first: a missing OpenTelemetry SDK fails before I/O
@@ -198,20 +222,10 @@ async def build_services(settings: Settings, environ: dict[str, str] | None = No
     ledger = await Ledger.open(settings.ledger)
     keys = KeyStore(ledger.store, ttl_s=settings.gateway.key_cache_ttl_s)
     router = Router(settings)
-    gw = settings.gateway
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    # auto_decompress stays on (the default) so streamed SSE reaches trackers as plain text.
-    session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    session = _upstream_session()
     tokens = TokenCounter()
     tokens.preload()  # ~0.75 s of BPE loading belongs to start-up, not to the first request
-    caller = UpstreamCaller(
-        router,
-        session=session,
-        retry=gw.retry,
-        api_keys=resolve_api_keys(settings, env),
-        timeouts=(gw.connect_timeout_s, gw.request_timeout_s),
-        pricer=UnaryPricer(prices, tokens),
-    )
+    caller = _upstream_caller(settings, env, router, session, UnaryPricer(prices, tokens))
     state = build_state_backend(settings.state)
     # Every alert is also kept in the ledger, for the dashboard's event list.
     alerts = build_alerts(settings.alerts, session, env, extra=(LedgerAlertSink(ledger.store),))

@@ -9,13 +9,22 @@ from costwarden.planner.scenario import MILLION
 
 
 def explain_design(result: DesignResult) -> Explanation:
-    inputs, p = result.inputs, result.point
+    inputs = result.inputs
     out = Explanation(
         f"Design: summarise {fmt_num(inputs.articles_per_day)} articles/day for "
         f"{fmt_usd(inputs.budget_usd_per_day)}/day with a {inputs.model_class} model on "
         f"{inputs.price_kind.replace('_', '-')} {inputs.gpu}s, batched, truncated to "
         f"{fmt_num(inputs.truncate_tokens)} tokens"
     )
+    _assumptions(out, result)
+    _arithmetic(out, result)
+    _tables(out, result)
+    out.verdict = _verdict(result)
+    return out
+
+
+def _assumptions(out: Explanation, result: DesignResult) -> None:
+    inputs = result.inputs
     out.assume(
         "article length",
         f"{parse_lengths(inputs.article_tokens).label}",
@@ -43,7 +52,10 @@ def explain_design(result: DesignResult) -> Explanation:
             f"{inputs.interruptions_per_hour}/GPU-h, "
             f"{inputs.restart_s:.0f} s restart + {inputs.lost_work_s:.0f} s lost work each",
         )
-    _arithmetic(out, result)
+
+
+def _tables(out: Explanation, result: DesignResult) -> None:
+    p = result.point
     out.table(
         "Sensitivities (cost per day)",
         ("input", "low", "cost", "high", "cost", "break-even at budget"),
@@ -72,8 +84,6 @@ def explain_design(result: DesignResult) -> Explanation:
             for a in sorted(result.apis, key=lambda a: a.cost_per_day)
         ],
     )
-    out.verdict = _verdict(result)
-    return out
 
 
 def _arithmetic(out: Explanation, result: DesignResult) -> None:
